@@ -1,0 +1,31 @@
+"""Compiled kernels of :mod:`admm` (Cython over SciPy's BLAS/LAPACK).
+
+They know nothing of MPI; :mod:`admm` drives them. Cython codes can
+``cimport admm_core._kernels`` for the ``nogil`` cores.
+"""
+
+from ._kernels import (
+    apply_activation,
+    cholesky_factor,
+    cholesky_solve,
+    cross,
+    glorot_uniform,
+    gram,
+    hidden_z_update,
+    matmul,
+    output_hinge_update,
+    output_squared_update,
+)
+
+__all__ = [
+    "apply_activation",
+    "cholesky_factor",
+    "cholesky_solve",
+    "cross",
+    "glorot_uniform",
+    "gram",
+    "hidden_z_update",
+    "matmul",
+    "output_hinge_update",
+    "output_squared_update",
+]

@@ -1,0 +1,674 @@
+"""Compiled kernels of the ADMM solver, for float32 and float64.
+
+Each ``noexcept nogil`` core (declared in ``_kernels.pxd``) has a small Python
+wrapper taking NumPy arrays; the wrappers check shapes, dtypes and memory
+order, then release the GIL. BLAS and LAPACK are reached only through
+``scipy.linalg.cython_blas`` / ``cython_lapack``: nothing is linked at build
+time. These kernels know nothing of MPI.
+
+Conventions of the wrappers: samples are rows, so a block of activations is an
+``(m, n)`` array, and the matrix products are written in NumPy terms. Row-major
+arrays reach the column-major BLAS by swapping operands (C^T = B^T A^T), never
+by copying.
+"""
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython cimport floating
+from libc.math cimport sqrt
+from libc.stdint cimport int64_t
+
+from scipy.linalg.cython_blas cimport dgemm, dsyrk, dtrsm, sgemm, ssyrk, strsm
+from scipy.linalg.cython_lapack cimport dpotrf, dpotrs, spotrf, spotrs
+
+import numpy as np
+
+include "_blas_int.pxi"
+
+cdef int HARDSIGMOID = 0
+cdef int RELU = 1
+
+_ACTIVATIONS = {"hardsigmoid": HARDSIGMOID, "relu": RELU}
+
+
+# ---------------------------------------------------------------------------
+# BLAS / LAPACK dispatch on the fused type (written once for both precisions)
+
+cdef inline void _gemm(char transa, char transb, blas_int m, blas_int n, blas_int k,
+                       floating alpha, const floating* a, blas_int lda,
+                       const floating* b, blas_int ldb, floating beta,
+                       floating* c, blas_int ldc) noexcept nogil:
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda,
+              <float*>b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda,
+              <double*>b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void _syrk(char uplo, char trans, blas_int n, blas_int k, floating alpha,
+                       const floating* a, blas_int lda, floating beta,
+                       floating* c, blas_int ldc) noexcept nogil:
+    if floating is float:
+        ssyrk(&uplo, &trans, &n, &k, &alpha, <float*>a, &lda, &beta, c, &ldc)
+    else:
+        dsyrk(&uplo, &trans, &n, &k, &alpha, <double*>a, &lda, &beta, c, &ldc)
+
+
+cdef inline void _trsm(char side, char uplo, char transa, char diag, blas_int m,
+                       blas_int n, floating alpha, const floating* a, blas_int lda,
+                       floating* b, blas_int ldb) noexcept nogil:
+    if floating is float:
+        strsm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <float*>a, &lda, b, &ldb)
+    else:
+        dtrsm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <double*>a, &lda, b, &ldb)
+
+
+cdef inline blas_int _potrf(char uplo, blas_int n, floating* a, blas_int lda) noexcept nogil:
+    cdef blas_int info = 0
+    if floating is float:
+        spotrf(&uplo, &n, a, &lda, &info)
+    else:
+        dpotrf(&uplo, &n, a, &lda, &info)
+    return info
+
+
+cdef inline blas_int _potrs(char uplo, blas_int n, blas_int nrhs, const floating* a,
+                            blas_int lda, floating* b, blas_int ldb) noexcept nogil:
+    cdef blas_int info = 0
+    if floating is float:
+        spotrs(&uplo, &n, &nrhs, <float*>a, &lda, b, &ldb, &info)
+    else:
+        dpotrs(&uplo, &n, &nrhs, <double*>a, &lda, b, &ldb, &info)
+    return info
+
+
+# ---------------------------------------------------------------------------
+# Entry-wise cores
+
+cdef void hardsigmoid_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double* sums,
+) noexcept nogil:
+    # Best of three candidates (ADMM.md, "Closed forms"); costs are compared
+    # with a strict "<" so the first candidate wins ties everywhere.
+    cdef Py_ssize_t i
+    cdef double m, ai, zb, cb, z2, c2, z3, c3, hz, d
+    cdef double inv = 1.0 / (gamma + beta)
+    cdef double s_act = 0.0, s_pen = 0.0
+    for i in range(n):
+        m = z[i]
+        ai = a[i]
+        # z1 = min(m, 0): h(z1) = 0, (z1 - m)^2 = max(m, 0)^2
+        d = m if m > 0.0 else 0.0
+        zb = m if m < 0.0 else 0.0
+        cb = gamma * ai * ai + beta * d * d
+        hz = 0.0
+        # z2 = clip((gamma a + beta m) / (gamma + beta), 0, 1): h(z2) = z2
+        z2 = (gamma * ai + beta * m) * inv
+        z2 = 0.0 if z2 < 0.0 else (1.0 if z2 > 1.0 else z2)
+        c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m)
+        if c2 < cb:
+            zb = z2
+            cb = c2
+            hz = z2
+        # z3 = max(m, 1): h(z3) = 1
+        z3 = m if m > 1.0 else 1.0
+        c3 = gamma * (ai - 1.0) * (ai - 1.0) + beta * (z3 - m) * (z3 - m)
+        if c3 < cb:
+            zb = z3
+            hz = 1.0
+        z[i] = <floating>zb
+        # The objective terms of the stored (rounded) z.
+        d = ai - (<double>(<floating>hz))
+        s_act += d * d
+        d = (<double>z[i]) - m
+        s_pen += d * d
+    sums[0] += s_act
+    sums[1] += s_pen
+
+
+cdef void relu_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double* sums,
+) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double m, ai, zb, cb, z2, c2, hz, d
+    cdef double inv = 1.0 / (gamma + beta)
+    cdef double s_act = 0.0, s_pen = 0.0
+    for i in range(n):
+        m = z[i]
+        ai = a[i]
+        # z1 = min(m, 0): h(z1) = 0
+        d = m if m > 0.0 else 0.0
+        zb = m if m < 0.0 else 0.0
+        cb = gamma * ai * ai + beta * d * d
+        hz = 0.0
+        # z2 = max((gamma a + beta m) / (gamma + beta), 0): h(z2) = z2
+        z2 = (gamma * ai + beta * m) * inv
+        if z2 < 0.0:
+            z2 = 0.0
+        c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m)
+        if c2 < cb:
+            zb = z2
+            hz = z2
+        z[i] = <floating>zb
+        d = ai - (<double>(<floating>hz))
+        s_act += d * d
+        d = (<double>z[i]) - m
+        s_pen += d * d
+    sums[0] += s_act
+    sums[1] += s_pen
+
+
+cdef void scaled_activation(
+    const floating* z, floating* out, Py_ssize_t n, double scale, int activation,
+) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    cdef floating s = <floating>scale
+    if activation == HARDSIGMOID:
+        for i in range(n):
+            v = z[i]
+            v = 0 if v < 0 else (1 if v > 1 else v)
+            out[i] = s * v
+    else:
+        for i in range(n):
+            v = z[i]
+            out[i] = s * (v if v > 0 else 0)
+
+
+cdef inline double _hinge_prox(double v, double half_step, bint positive) noexcept nogil:
+    # argmin_z C(z, y) + beta (z - v)^2 with half_step = 1 / (2 beta).
+    if positive:
+        if v >= 1.0:
+            return v
+        if v + half_step <= 1.0:
+            return v + half_step
+        return 1.0
+    if v <= 0.0:
+        return v
+    if v - half_step >= 0.0:
+        return v - half_step
+    return 0.0
+
+
+cdef void hinge_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
+    Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
+    double* sums,
+) noexcept nogil:
+    cdef Py_ssize_t j, c, idx
+    cdef double mv, lv, v, zv, r
+    cdef double half_step = 0.5 / beta
+    cdef double s_loss = 0.0, s_dot = 0.0, s_res = 0.0
+    cdef bint positive
+    for j in range(m):
+        for c in range(k):
+            idx = j * s_sample + c * s_class
+            mv = z[idx]
+            lv = lam[idx]
+            positive = labels[j] == c
+            v = mv - lv * half_step
+            z[idx] = <floating>_hinge_prox(v, half_step, positive)
+            zv = z[idx]
+            r = zv - mv
+            if update_multiplier:
+                lam[idx] = <floating>(lv + beta * r)
+                lv = lam[idx]
+            if positive:
+                s_loss += (1.0 - zv) if zv < 1.0 else 0.0
+            else:
+                s_loss += zv if zv > 0.0 else 0.0
+            s_dot += zv * lv
+            s_res += r * r
+    sums[0] += s_loss
+    sums[1] += s_dot
+    sums[2] += s_res
+
+
+cdef void squared_output_update(
+    floating* z, floating* lam, const floating* targets, Py_ssize_t m, Py_ssize_t k,
+    Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
+    double* sums,
+) noexcept nogil:
+    cdef Py_ssize_t j, c, idx
+    cdef double mv, lv, yv, zv, r
+    cdef double inv = 1.0 / (2.0 + 2.0 * beta)
+    cdef double s_loss = 0.0, s_dot = 0.0, s_res = 0.0
+    for j in range(m):
+        for c in range(k):
+            idx = j * s_sample + c * s_class
+            mv = z[idx]
+            lv = lam[idx]
+            yv = targets[idx]
+            z[idx] = <floating>((2.0 * yv - lv + 2.0 * beta * mv) * inv)
+            zv = z[idx]
+            r = zv - mv
+            if update_multiplier:
+                lam[idx] = <floating>(lv + beta * r)
+                lv = lam[idx]
+            s_loss += (zv - yv) * (zv - yv)
+            s_dot += zv * lv
+            s_res += r * r
+    sums[0] += s_loss
+    sums[1] += s_dot
+    sums[2] += s_res
+
+
+cdef void glorot_uniform_fill(
+    floating* out, Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t s_row,
+    Py_ssize_t s_col, bitgen_t* rng,
+) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double s = sqrt(6.0 / <double>(n_out + n_in))
+    for i in range(n_out):
+        for j in range(n_in):
+            out[i * s_row + j * s_col] = <floating>(s * (2.0 * rng.next_double(rng.state) - 1.0))
+
+
+# ---------------------------------------------------------------------------
+# Python wrappers
+
+cdef inline int _activation_code(str activation) except -1:
+    try:
+        return _ACTIVATIONS[activation]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}"
+        ) from None
+
+
+def _flat(x, str name):
+    """A 1-D view of a C- or Fortran-contiguous array, in memory order."""
+    if x.flags.c_contiguous:
+        return x.reshape(-1)
+    if x.flags.f_contiguous:
+        return x.reshape(-1, order="F")
+    raise ValueError(f"{name} must be C- or Fortran-contiguous")
+
+
+def _check_same_layout(ref, other, str name_ref, str name_other):
+    if other.shape != ref.shape:
+        raise ValueError(
+            f"{name_other} has shape {other.shape}, expected {ref.shape} like {name_ref}"
+        )
+    if other.dtype != ref.dtype:
+        raise ValueError(f"{name_other} has dtype {other.dtype}, expected {ref.dtype}")
+    if other.strides != ref.strides:
+        raise ValueError(f"{name_other} must have the same memory order as {name_ref}")
+
+
+def _check_float(x, str name):
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        raise ValueError(f"{name} must be float32 or float64, not {x.dtype}")
+
+
+cdef double[::1] _hidden_z(floating[::1] z, const floating[::1] a, double gamma,
+                           double beta, int act):
+    cdef double[::1] sums = np.zeros(2)
+    with nogil:
+        if act == HARDSIGMOID:
+            hardsigmoid_z_update(&z[0], &a[0], z.shape[0], gamma, beta, &sums[0])
+        else:
+            relu_z_update(&z[0], &a[0], z.shape[0], gamma, beta, &sums[0])
+    return sums
+
+
+def hidden_z_update(z, a, double gamma, double beta, str activation="hardsigmoid"):
+    """Hidden-layer z-update (3) in place, entry-wise.
+
+    On entry ``z`` holds ``m = W_l a_{l-1}`` (any shape, C- or F-contiguous);
+    on exit it holds ``argmin_z gamma (a - h(z))^2 + beta (z - m)^2`` for the
+    activation ``h``. ``a`` has the same shape, dtype and memory order.
+
+    Returns ``(sum (a - h(z))^2, sum (z - m)^2)`` as floats (unweighted).
+    """
+    cdef int act = _activation_code(activation)
+    _check_float(z, "z")
+    _check_same_layout(z, a, "z", "a")
+    if z.size == 0:
+        return 0.0, 0.0
+    if gamma <= 0 or beta <= 0:
+        raise ValueError(f"gamma and beta must be positive, got {gamma}, {beta}")
+    zf = _flat(z, "z")
+    af = _flat(a, "a")
+    if z.dtype == np.float32:
+        sums = _hidden_z[float](zf, af, gamma, beta, act)
+    else:
+        sums = _hidden_z[double](zf, af, gamma, beta, act)
+    return float(sums[0]), float(sums[1])
+
+
+cdef void _scaled_act(const floating[::1] z, floating[::1] out, double scale,
+                      int act) noexcept:
+    with nogil:
+        scaled_activation(&z[0], &out[0], z.shape[0], scale, act)
+
+
+def apply_activation(z, out, double scale=1.0, str activation="hardsigmoid"):
+    """Write ``out = scale * h(z)`` entry-wise; ``out`` has ``z``'s layout."""
+    cdef int act = _activation_code(activation)
+    _check_float(z, "z")
+    _check_same_layout(z, out, "z", "out")
+    if z.size == 0:
+        return out
+    if z.dtype == np.float32:
+        _scaled_act[float](_flat(z, "z"), _flat(out, "out"), scale, act)
+    else:
+        _scaled_act[double](_flat(z, "z"), _flat(out, "out"), scale, act)
+    return out
+
+
+def _output_strides(z):
+    if z.ndim != 2:
+        raise ValueError(f"z must be 2-D (samples, outputs), got shape {z.shape}")
+    if not (z.flags.c_contiguous or z.flags.f_contiguous):
+        raise ValueError("z must be C- or Fortran-contiguous")
+    item = z.itemsize
+    return z.strides[0] // item, z.strides[1] // item
+
+
+cdef double[::1] _hinge(floating[:, :] z, floating[:, :] lam, const int64_t[::1] labels,
+                        Py_ssize_t s0, Py_ssize_t s1, double beta, bint update):
+    cdef double[::1] sums = np.zeros(3)
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return sums
+    with nogil:
+        hinge_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0], z.shape[1],
+                            s0, s1, beta, update, &sums[0])
+    return sums
+
+
+def output_hinge_update(z, lam, labels, double beta, bint update_multiplier):
+    """Output z-update (5) for the one-vs-rest hinge, fused with (6), in place.
+
+    ``z`` and ``lam`` are ``(m, n_L)`` arrays of one dtype and memory order;
+    on entry ``z`` holds ``W_L a_{L-1}``. ``labels`` are ``m`` class indices
+    in ``0 .. n_L-1`` (``y = 1`` for the labelled class, 0 for the others).
+    When ``update_multiplier`` is true ``lam += beta (z - W_L a_{L-1})``.
+
+    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``.
+    """
+    _check_float(z, "z")
+    _check_same_layout(z, lam, "z", "lam")
+    s0, s1 = _output_strides(z)
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if labels.shape != (z.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape}, expected ({z.shape[0]},)")
+    if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
+        raise ValueError(f"labels must lie in 0..{z.shape[1] - 1}")
+    if z.dtype == np.float32:
+        sums = _hinge[float](z, lam, labels, s0, s1, beta, update_multiplier)
+    else:
+        sums = _hinge[double](z, lam, labels, s0, s1, beta, update_multiplier)
+    return float(sums[0]), float(sums[1]), float(sums[2])
+
+
+cdef double[::1] _squared(floating[:, :] z, floating[:, :] lam, const floating[:, :] y,
+                          Py_ssize_t s0, Py_ssize_t s1, double beta, bint update):
+    cdef double[::1] sums = np.zeros(3)
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return sums
+    with nogil:
+        squared_output_update(&z[0, 0], &lam[0, 0], &y[0, 0], z.shape[0], z.shape[1],
+                              s0, s1, beta, update, &sums[0])
+    return sums
+
+
+def output_squared_update(z, lam, targets, double beta, bint update_multiplier):
+    """Output z-update (5) for least squares, fused with (6), in place.
+
+    Like :func:`output_hinge_update` with ``(m, n_L)`` real ``targets`` of
+    ``z``'s dtype and memory order: ``z = (2 y - lam + 2 beta m) / (2 + 2 beta)``.
+    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)``.
+    """
+    _check_float(z, "z")
+    _check_same_layout(z, lam, "z", "lam")
+    _check_same_layout(z, targets, "z", "targets")
+    s0, s1 = _output_strides(z)
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if z.dtype == np.float32:
+        sums = _squared[float](z, lam, targets, s0, s1, beta, update_multiplier)
+    else:
+        sums = _squared[double](z, lam, targets, s0, s1, beta, update_multiplier)
+    return float(sums[0]), float(sums[1]), float(sums[2])
+
+
+cdef void _glorot(floating[:, :] out, bitgen_t* rng) noexcept:
+    cdef Py_ssize_t item = sizeof(floating)
+    with nogil:
+        glorot_uniform_fill(&out[0, 0], out.shape[0], out.shape[1],
+                            out.strides[0] // item, out.strides[1] // item, rng)
+
+
+def glorot_uniform(out, bit_generator):
+    """Fill the ``(n_out, n_in)`` array ``out`` with Glorot-uniform weights.
+
+    ``out[i, j] = s (2 u_ij - 1)``, ``s = sqrt(6 / (n_out + n_in))``, where
+    ``u`` are the next ``n_out * n_in`` doubles of the NumPy bit generator
+    (``numpy.random.PCG64`` etc.) in row-major order, whatever the memory
+    order of ``out``: ``u = numpy.random.Generator(bit_generator).random(shape)``.
+    One seed therefore gives the same weights on every rank, run and dtype.
+    """
+    _check_float(out, "out")
+    if out.ndim != 2:
+        raise ValueError(f"out must be 2-D, got shape {out.shape}")
+    if out.size == 0:
+        return out
+    cdef bitgen_t* rng = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    with bit_generator.lock:
+        if out.dtype == np.float32:
+            _glorot[float](out, rng)
+        else:
+            _glorot[double](out, rng)
+    return out
+
+
+cdef inline char _op(bint transpose, bint c_order) noexcept:
+    # BLAS operation applied to the column-major view of a NumPy matrix X so
+    # that it yields X^transpose: the view of a C-ordered X is X^T.
+    return c'T' if (transpose ^ c_order) else c'N'
+
+
+cdef inline blas_int _ld(x):
+    # Leading dimension of the column-major view of a contiguous 2-D array.
+    cdef Py_ssize_t ld = x.shape[1] if x.flags.c_contiguous else x.shape[0]
+    return <blas_int>(ld if ld > 1 else 1)
+
+
+cdef void _gemm_np(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                   double alpha, floating[:, :] a, blas_int lda, floating[:, :] b,
+                   blas_int ldb, double beta, floating[:, :] c, blas_int ldc) noexcept:
+    with nogil:
+        _gemm(ta, tb, <blas_int>m, <blas_int>n, <blas_int>k, <floating>alpha,
+              &a[0, 0], lda, &b[0, 0], ldb, <floating>beta, &c[0, 0], ldc)
+
+
+def _check_matrix(x, str name, dtype):
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
+    if x.dtype != dtype:
+        raise ValueError(f"{name} has dtype {x.dtype}, expected {dtype}")
+    if not (x.flags.c_contiguous or x.flags.f_contiguous):
+        raise ValueError(f"{name} must be C- or Fortran-contiguous")
+
+
+def matmul(a, b, out, bint transpose_a=False, bint transpose_b=False,
+           double alpha=1.0, double beta=0.0):
+    """``out = alpha op(a) @ op(b) + beta out`` by one BLAS gemm, in place.
+
+    ``op(x)`` is ``x.T`` when the matching ``transpose_*`` flag is set. Any of
+    the three 2-D arrays may be C- or Fortran-contiguous; all share a dtype
+    (float32 or float64). With ``beta = 0`` the old content of ``out`` is
+    ignored. Returns ``out``.
+    """
+    _check_float(out, "out")
+    for x, name in ((a, "a"), (b, "b"), (out, "out")):
+        _check_matrix(x, name, out.dtype)
+    cdef Py_ssize_t m = a.shape[1] if transpose_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if transpose_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if transpose_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if transpose_b else b.shape[1]
+    if k != kb or out.shape != (m, n):
+        raise ValueError(
+            f"shapes do not match: op(a) {m}x{k}, op(b) {kb}x{n}, out {out.shape}"
+        )
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out *= beta
+        return out
+    cdef bint out_c = out.flags.c_contiguous
+    if out_c:
+        # out^T = op(b)^T op(a)^T in the column-major view of out.
+        if out.dtype == np.float32:
+            _gemm_np[float](_op(not transpose_b, b.flags.c_contiguous),
+                            _op(not transpose_a, a.flags.c_contiguous), n, m, k,
+                            alpha, b, _ld(b), a, _ld(a), beta, out, _ld(out))
+        else:
+            _gemm_np[double](_op(not transpose_b, b.flags.c_contiguous),
+                             _op(not transpose_a, a.flags.c_contiguous), n, m, k,
+                             alpha, b, _ld(b), a, _ld(a), beta, out, _ld(out))
+    else:
+        if out.dtype == np.float32:
+            _gemm_np[float](_op(transpose_a, a.flags.c_contiguous),
+                            _op(transpose_b, b.flags.c_contiguous), m, n, k,
+                            alpha, a, _ld(a), b, _ld(b), beta, out, _ld(out))
+        else:
+            _gemm_np[double](_op(transpose_a, a.flags.c_contiguous),
+                             _op(transpose_b, b.flags.c_contiguous), m, n, k,
+                             alpha, a, _ld(a), b, _ld(b), beta, out, _ld(out))
+    return out
+
+
+def cross(z, a, out, double alpha=1.0, double beta=0.0):
+    """Cross term ``out = alpha z.T @ a + beta out`` (``z a^T`` of ADMM.md).
+
+    ``z`` is ``(m, n_l)``, ``a`` is ``(m, n_{l-1})``, ``out`` is
+    ``(n_l, n_{l-1})``. One gemm; ``beta = 1`` accumulates blocks.
+    """
+    return matmul(z, a, out, transpose_a=True, alpha=alpha, beta=beta)
+
+
+cdef void _syrk_np(char trans, Py_ssize_t n, Py_ssize_t k, double alpha,
+                   floating[:, :] a, blas_int lda, double beta,
+                   floating[:, :] c, blas_int ldc, bint c_order) noexcept:
+    cdef Py_ssize_t i, j
+    with nogil:
+        _syrk(c'L', trans, <blas_int>n, <blas_int>k, <floating>alpha, &a[0, 0], lda,
+              <floating>beta, &c[0, 0], ldc)
+        # syrk filled the lower triangle of the column-major view: the upper
+        # triangle of a C-ordered c, the lower of a Fortran-ordered one.
+        # Mirror it so the caller sees the full symmetric matrix.
+        for i in range(n):
+            for j in range(i + 1, n):
+                if c_order:
+                    c[j, i] = c[i, j]
+                else:
+                    c[i, j] = c[j, i]
+
+
+def gram(a, out, double alpha=1.0, double beta=0.0):
+    """Gram matrix ``out = alpha a.T @ a + beta out`` by a symmetric rank-k update.
+
+    ``a`` is ``(m, n)`` (samples in rows), ``out`` is ``(n, n)``; the result is
+    the full symmetric matrix (``a a^T`` of ADMM.md, columns as samples).
+    With ``beta != 0`` only ``out``'s symmetric content is used.
+    """
+    _check_float(out, "out")
+    _check_matrix(a, "a", out.dtype)
+    _check_matrix(out, "out", out.dtype)
+    cdef Py_ssize_t n = a.shape[1]
+    cdef Py_ssize_t k = a.shape[0]
+    if out.shape != (n, n):
+        raise ValueError(f"out has shape {out.shape}, expected {(n, n)}")
+    if n == 0:
+        return out
+    # Column-major view of a C-ordered a is a^T (n x m): a^T a = V V^T ("N").
+    cdef char trans = c'N' if a.flags.c_contiguous else c'T'
+    if out.dtype == np.float32:
+        _syrk_np[float](trans, n, k, alpha, a, _ld(a), beta, out, _ld(out),
+                        out.flags.c_contiguous)
+    else:
+        _syrk_np[double](trans, n, k, alpha, a, _ld(a), beta, out, _ld(out),
+                         out.flags.c_contiguous)
+    return out
+
+
+cdef blas_int _potrf_np(floating[:, :] a, blas_int lda, double shift) noexcept:
+    cdef Py_ssize_t i, n = a.shape[0]
+    cdef blas_int info
+    with nogil:
+        for i in range(n):
+            a[i, i] += <floating>shift
+        info = _potrf(c'L', <blas_int>n, &a[0, 0], lda)
+    return info
+
+
+def cholesky_factor(a, double shift=0.0):
+    """Cholesky factorisation of the symmetric ``a + shift I``, in place.
+
+    ``a`` is ``(n, n)``, C- or Fortran-contiguous; it is overwritten by the
+    factor, whose layout only :func:`cholesky_solve` needs to know (the
+    lower triangle of ``a``'s column-major view). Raises
+    ``numpy.linalg.LinAlgError`` when ``a + shift I`` is not positive definite.
+    """
+    _check_float(a, "a")
+    _check_matrix(a, "a", a.dtype)
+    if a.shape[0] != a.shape[1]:
+        raise ValueError(f"a must be square, got shape {a.shape}")
+    if a.shape[0] == 0:
+        return a
+    if a.dtype == np.float32:
+        info = _potrf_np[float](a, _ld(a), shift)
+    else:
+        info = _potrf_np[double](a, _ld(a), shift)
+    if info > 0:
+        raise np.linalg.LinAlgError(
+            f"matrix is not positive definite (leading minor {info} of {a.shape[0]})"
+        )
+    if info < 0:
+        raise ValueError(f"potrf rejected argument {-info}")
+    return a
+
+
+cdef blas_int _potrs_np(floating[:, :] f, blas_int ldf, floating[:, :] b, bint b_c,
+                        blas_int ldb) noexcept:
+    cdef blas_int n = <blas_int>f.shape[0]
+    cdef blas_int k = <blas_int>b.shape[0]
+    cdef blas_int info = 0
+    with nogil:
+        if b_c:
+            # Column-major view of b is b^T: solve A X = b^T, one column per row of b.
+            info = _potrs(c'L', n, k, &f[0, 0], ldf, &b[0, 0], ldb)
+        else:
+            # b A^{-1} = b L^{-T} L^{-1}: two triangular solves from the right.
+            _trsm(c'R', c'L', c'T', c'N', k, n, <floating>1.0, &f[0, 0], ldf, &b[0, 0], ldb)
+            _trsm(c'R', c'L', c'N', c'N', k, n, <floating>1.0, &f[0, 0], ldf, &b[0, 0], ldb)
+    return info
+
+
+def cholesky_solve(factor, b):
+    """Solve in place with a factor from :func:`cholesky_factor`: ``b <- b A^{-1}``.
+
+    ``b`` is ``(k, n)``: each row is a right-hand side (``A`` is symmetric, so
+    this is also ``(A^{-1} b^T)^T``). ``b`` may be C- or Fortran-contiguous
+    whatever the factor's memory order, and must have the factor's dtype.
+    """
+    _check_float(factor, "factor")
+    _check_matrix(factor, "factor", factor.dtype)
+    _check_matrix(b, "b", factor.dtype)
+    if b.shape[1] != factor.shape[0]:
+        raise ValueError(f"b has {b.shape[1]} columns, the factor is {factor.shape}")
+    if b.size == 0:
+        return b
+    if b.dtype == np.float32:
+        info = _potrs_np[float](factor, _ld(factor), b, b.flags.c_contiguous, _ld(b))
+    else:
+        info = _potrs_np[double](factor, _ld(factor), b, b.flags.c_contiguous, _ld(b))
+    if info != 0:
+        raise ValueError(f"potrs rejected argument {-info}")
+    return b
