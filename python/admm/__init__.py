@@ -1,1 +1,12 @@
-"""admm"""
+"""Gradient-free training of fully connected networks by ADMM, over MPI.
+
+The method is Taylor et al. (2016), "Training Neural Networks Without
+Gradients: A Scalable ADMM Approach", in the data-parallel form with
+transpose reduction. See :class:`ADMMNetwork`.
+"""
+
+from .network import ADMMNetwork, load
+
+__version__ = "0.1.0"
+
+__all__ = ["ADMMNetwork", "__version__", "load"]

@@ -1,0 +1,153 @@
+"""The one module of :mod:`admm` that talks to MPI.
+
+Everything else receives a :class:`Communicator`, a private duplicate of the
+caller's mpi4py communicator, so our messages never mix with the host
+program's. Buffers travel with the uppercase (buffer) calls; only small
+metadata (error messages, configuration checks) is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _load_mpi() -> Any:
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError) as exc:  # no mpi4py, or no libmpi for it
+        raise RuntimeError(
+            "admm needs mpi4py and an MPI library to train: install the bundled "
+            "MPI with `pip install 'admm[mpich]'`, or build mpi4py against your "
+            f"site MPI ({exc})"
+        ) from exc
+    return MPI
+
+
+def world_rank() -> int:
+    """Rank in ``MPI.COMM_WORLD``, or 0 when MPI cannot be loaded. Local."""
+    try:
+        return _load_mpi().COMM_WORLD.Get_rank()
+    except RuntimeError:
+        return 0
+
+
+class Communicator:
+    """A duplicate of an mpi4py communicator with the few collectives admm uses.
+
+    Collective on ``comm``: every rank of ``comm`` must construct it together
+    (``MPI_Comm_dup``). ``comm=None`` means ``MPI.COMM_WORLD``.
+    """
+
+    def __init__(self, comm: Any = None) -> None:
+        mpi = _load_mpi()
+        self._mpi = mpi
+        base = mpi.COMM_WORLD if comm is None else comm
+        if not isinstance(base, mpi.Comm):
+            raise TypeError(f"comm must be an mpi4py communicator, not {type(base)}")
+        self._comm = base.Dup()
+        self.rank: int = self._comm.Get_rank()
+        self.size: int = self._comm.Get_size()
+
+    def sum_inplace(self, buf: np.ndarray) -> np.ndarray:
+        """Replace ``buf`` by its sum over the ranks (one Allreduce). Collective."""
+        if self.size > 1:
+            self._comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
+        return buf
+
+    def sum_values(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Sum a short vector of float64 values over the ranks. Collective."""
+        buf = np.array(values, dtype=np.float64)
+        return self.sum_inplace(buf)
+
+    def max_value(self, value: float) -> float:
+        """Maximum of one float over the ranks. Collective."""
+        if self.size == 1:
+            return float(value)
+        buf = np.array([value], dtype=np.float64)
+        self._comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.MAX)
+        return float(buf[0])
+
+    def gather_values(self, value: float) -> np.ndarray:
+        """All ranks' values of one float, in rank order, on every rank. Collective."""
+        out = np.empty(self.size, dtype=np.float64)
+        self._comm.Allgather(np.array([value], dtype=np.float64), out)
+        return out
+
+    def agree(self, obj: Any) -> list[Any]:
+        """Every rank's small picklable ``obj``, in rank order. Collective."""
+        if self.size == 1:
+            return [obj]
+        return self._comm.allgather(obj)
+
+    def raise_if_any(self, message: str | None, exc_type: type[Exception] = ValueError) -> None:
+        """Raise ``exc_type`` on every rank if any rank passes a message. Collective.
+
+        Errors that only some ranks can see (their own data block) reach all
+        ranks this way, so no rank is left waiting in a later collective.
+        """
+        messages = self.agree(message)
+        failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+        if not failed:
+            return
+        if len({m for _, m in failed}) == 1 and len(failed) == self.size:
+            error = exc_type(failed[0][1])
+        else:
+            error = exc_type("; ".join(f"rank {r}: {m}" for r, m in failed))
+        error.admm_all_ranks = True  # type: ignore[attr-defined]
+        raise error
+
+    def barrier(self) -> None:
+        """Wait for every rank. Collective."""
+        self._comm.Barrier()
+
+
+@contextlib.contextmanager
+def abort_on_error(debug: bool = False) -> Iterator[None]:
+    """End the whole MPI job when the body raises on any rank.
+
+    An unhandled exception under ``mpiexec`` leaves the other ranks waiting
+    in a collective forever. This prints a one-line message (the traceback
+    with ``debug``) to stderr and calls ``MPI_Abort`` when more than one
+    process runs, or exits with status 1 otherwise. ``SystemExit`` (argparse
+    usage errors, explicit exits) keeps its own status.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if code != 0:
+            _abort_job(code)
+        raise
+    except BaseException as exc:
+        rank = world_rank()
+        if getattr(exc, "admm_all_ranks", False):
+            # Every rank raised the same error: say it once and exit normally,
+            # so no rank is killed before the message is out.
+            if rank == 0:
+                if debug:
+                    traceback.print_exc()
+                sys.stderr.write(f"admm: error: {exc}\n")
+                sys.stderr.flush()
+            raise SystemExit(2) from None
+        if debug:
+            traceback.print_exc()
+        name = "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+        sys.stderr.write(f"admm: error on rank {rank}: {name}: {exc}\n")
+        sys.stderr.flush()
+        _abort_job(1)
+        raise SystemExit(1) from None
+
+
+def _abort_job(code: int) -> None:
+    try:
+        mpi = _load_mpi()
+    except RuntimeError:
+        return
+    if mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
+        mpi.COMM_WORLD.Abort(code)

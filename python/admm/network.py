@@ -1,0 +1,789 @@
+"""The ADMM network: state, one iteration in the order of ADMM.md, prediction.
+
+Notation follows ``ADMM.md`` with samples in rows: this rank's activations
+``a_l`` are ``(m_local, n_l)`` arrays (the column-major ``n_l x m_local``
+matrices of the spec, without a transpose), weights ``W_l`` are
+``(n_l, n_{l-1})``. The compiled kernels do the arithmetic; the only
+collectives go through :mod:`admm._mpi`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from admm_core import (
+    apply_activation,
+    cholesky_factor,
+    cholesky_solve,
+    cross,
+    glorot_uniform,
+    gram,
+    hidden_z_update,
+    matmul,
+    output_hinge_update,
+    output_squared_update,
+)
+
+from ._mpi import Communicator
+
+ACTIVATIONS = ("hardsigmoid", "relu")
+LOSSES = ("hinge", "squared")
+DTYPES = ("float64", "float32")
+
+#: Default ridge, relative to the mean diagonal entry of each layer's Gram
+#: matrix at initialisation (the Gram scales with the number of samples, so an
+#: absolute default would not fit every data set). float32 Grams carry more
+#: rounding, so they get a larger ridge to stay positive definite.
+RHO_RELATIVE = {"float64": 1e-6, "float32": 1e-4}
+
+MODEL_FORMAT_VERSION = 1
+
+#: Rows per block of the forward pass in ``decision_function``: bounds its
+#: temporaries to a few MB whatever the number of samples.
+PREDICT_BLOCK = 4096
+
+Callback = Callable[["ADMMNetwork", dict], Any]
+
+
+def _per_layer(value: Any, count: int, name: str) -> tuple[float, ...]:
+    """A positive finite float per layer from a scalar or a sequence."""
+    values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if values.ndim != 1 or values.size not in (1, count):
+        raise ValueError(f"{name} must be a scalar or {count} values, got {value!r}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if values.size == 1:
+        values = np.repeat(values, count)
+    return tuple(float(v) for v in values)
+
+
+class ADMMNetwork:
+    """A fully connected network trained by ADMM, data-parallel over MPI.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Widths ``(n_0, ..., n_L)``: input features, hidden widths, outputs.
+    activation : {"hardsigmoid", "relu"}
+        Hidden activation ``h``: ``clip(x, 0, 1)`` or ``max(x, 0)``.
+    loss : {"hinge", "squared"}
+        Output loss: one-vs-rest hinge on integer labels, or least squares on
+        an ``(m, n_L)`` target array.
+    beta : float or sequence of L floats
+        Weight of each constraint ``z_l = W_l a_{l-1}``, ``l = 1..L``.
+    gamma : float or sequence of L-1 floats
+        Weight of each activation constraint ``a_l = h(z_l)``, ``l = 1..L-1``.
+    rho : float, sequence of L floats, or None
+        Ridge added to the diagonal of every Gram matrix before its Cholesky
+        solve (an absolute value, the same for all ranks). ``None`` (default)
+        picks, per layer, ``RHO_RELATIVE[dtype]`` (1e-6 in float64, 1e-4 in
+        float32) times the mean diagonal entry of that layer's Gram after the
+        initial forward pass; the values used are in ``rho_`` after ``fit``.
+    warmup : int
+        Iterations ``0 .. warmup-1`` make no multiplier update.
+    dtype : {"float64", "float32"}
+        Precision of the data, activations and weights. The small Cholesky
+        factorisations are always done in float64.
+    seed : int
+        Seed of the Glorot-uniform initialisation (``numpy.random.PCG64``): the
+        same seed gives the same weights on every rank, run and dtype.
+    weights : list of arrays, optional
+        Initial weights ``W_l`` of shape ``(n_l, n_{l-1})``, replacing Glorot.
+    comm : mpi4py communicator, optional
+        Communicator of the ranks that train together (default
+        ``MPI.COMM_WORLD``). It is duplicated at the first ``fit``, so our
+        messages never mix with the caller's.
+
+    Attributes
+    ----------
+    weights : list of ndarray
+        The current ``W_l`` (read-only views), identical on every rank.
+    history : list of dict
+        One record per iteration: ``iteration``, ``objective``, ``residual``
+        (``||z_L - W_L a_{L-1}||`` over all samples), ``val_accuracy`` (None
+        when not evaluated) and ``time_s`` (seconds of training so far).
+    n_iter_ : int
+        Iterations done.
+    rho_ : tuple of float
+        The ridge of each layer actually used.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        activation: str = "hardsigmoid",
+        loss: str = "hinge",
+        beta: float | Sequence[float] = 0.2,
+        gamma: float | Sequence[float] = 20.0,
+        rho: float | Sequence[float] | None = None,
+        warmup: int = 10,
+        dtype: str | np.dtype = "float64",
+        seed: int = 0,
+        weights: Sequence[np.ndarray] | None = None,
+        comm: Any = None,
+    ) -> None:
+        layers = tuple(layers)
+        if len(layers) < 2 or any(
+            not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1 for n in layers
+        ):
+            raise ValueError(
+                f"layers must be at least two positive integer widths, got {layers!r}"
+            )
+        self.layers: tuple[int, ...] = tuple(int(n) for n in layers)
+        n_weight = len(self.layers) - 1
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+        self.activation = activation
+        self.loss = loss
+        self.beta = _per_layer(beta, n_weight, "beta")
+        self.gamma = _per_layer(gamma, n_weight - 1, "gamma") if n_weight > 1 else ()
+        self.rho = None if rho is None else _per_layer(rho, n_weight, "rho")
+        if isinstance(warmup, bool) or not isinstance(warmup, int | np.integer) or warmup < 0:
+            raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+        self.warmup = int(warmup)
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = repr(dtype)
+        if dtype_name not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.dtype = np.dtype(dtype_name)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        self._initial_weights = None if weights is None else self._check_weights(weights)
+        self._comm_arg = comm
+        self._comm: Communicator | None = None
+        self._weights = self._starting_weights()
+        self._state: _State | None = None
+        self.history: list[dict] = []
+        self.n_iter_ = 0
+        self.rho_: tuple[float, ...] | None = self.rho
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weights ``W_l``, shapes ``(n_l, n_{l-1})``, as read-only views."""
+        views = []
+        for w in self._weights:
+            v = w.view()
+            v.flags.writeable = False
+            views.append(v)
+        return views
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        iterations: int = 100,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        callback: Callback | None = None,
+        eval_every: int = 1,
+        warm_start: bool = False,
+    ) -> ADMMNetwork:
+        """Train by ADMM on this rank's block of samples. Collective on ``comm``.
+
+        Parameters
+        ----------
+        X : array, shape (m_local, n_0)
+            This rank's samples, one per row. Ranks may hold different numbers
+            of samples (none at all, too). The network keeps a reference when
+            ``X`` is already C-contiguous in ``dtype``, a converted copy
+            otherwise; it never writes to it.
+        y : array
+            Integer class labels ``(m_local,)`` in ``0..n_L-1`` for the hinge
+            loss, an ``(m_local, n_L)`` target array for least squares.
+        iterations : int
+            Total number of iterations: with ``warm_start`` the run continues
+            from ``n_iter_`` up to this count.
+        X_val, y_val : arrays, optional
+            This rank's block of validation samples; the accuracy over all
+            ranks' blocks is recorded every ``eval_every`` iterations and at
+            the last one.
+        callback : callable, optional
+            ``callback(network, record)`` after every iteration, on every rank,
+            with the history record. A true return value stops training; it
+            must be the same on every rank (records are identical on all).
+        eval_every : int
+            Validation period in iterations.
+        warm_start : bool
+            Continue from the current state (after a previous ``fit`` or
+            :meth:`set_state`) instead of initialising afresh.
+
+        Returns
+        -------
+        self
+        """
+        comm = self._communicator()
+        message = self._validate_fit(X, y, iterations, X_val, y_val, eval_every)
+        comm.raise_if_any(message)
+        # Hyper-parameters must agree across ranks, or the Allreduces would
+        # silently sum different problems.
+        comm.raise_if_any(self._config_mismatch(comm))
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        y = self._targets(y, X.shape[0])
+        if X_val is not None:
+            X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
+            y_val = self._val_labels(y_val)
+        if warm_start and self._state is not None:
+            message = None
+            if self._state.X.shape != X.shape:
+                message = (
+                    f"warm_start needs the data of the saved state: X has shape "
+                    f"{X.shape}, the state was built for {self._state.X.shape}"
+                )
+            comm.raise_if_any(message)
+            self._state.X = X
+            self._state.targets = y
+        else:
+            self._initialize(X, y)
+        state = self._state
+        assert state is not None
+        start = time.perf_counter() - state.elapsed
+        for t in range(self.n_iter_, iterations):
+            objective, residual = self._iterate(t)
+            self.n_iter_ = t + 1
+            state.elapsed = time.perf_counter() - start
+            val_accuracy = None
+            if X_val is not None and (
+                self.n_iter_ % eval_every == 0 or self.n_iter_ == iterations
+            ):
+                val_accuracy = self._global_accuracy(X_val, y_val)
+            record = {
+                "iteration": self.n_iter_,
+                "objective": objective,
+                "residual": residual,
+                "val_accuracy": val_accuracy,
+                "time_s": state.elapsed,
+            }
+            self.history.append(record)
+            if callback is not None and callback(self, record):
+                break
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """The ``n_L`` outputs of a forward pass, shape ``(m, n_L)``. Local.
+
+        ``W_L h(... h(W_1 x))`` for each row ``x`` of ``X`` (shape
+        ``(m, n_0)``), computed in blocks of rows in the network's dtype.
+        """
+        X = self._check_input(X, "X")
+        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+        for start in range(0, X.shape[0], PREDICT_BLOCK):
+            block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
+            for layer, w in enumerate(self._weights):
+                nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
+                matmul(block, w, nxt, transpose_b=True)
+                if layer < len(self._weights) - 1:
+                    apply_activation(nxt, nxt, 1.0, self.activation)
+                block = nxt
+            out[start : start + block.shape[0]] = block
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class labels ``(m,)``: arg-max of the outputs (one output: > 0.5). Local."""
+        scores = self.decision_function(X)
+        if scores.shape[1] == 1:
+            return (scores[:, 0] > 0.5).astype(np.int64)
+        return np.argmax(scores, axis=1).astype(np.int64)
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)``, in [0, 1]. Local.
+
+        ``y`` are class labels, or a target array whose arg-max (one output:
+        ``> 0.5``) gives them.
+        """
+        labels = self._val_labels(y)
+        if labels.shape[0] != np.shape(X)[0]:
+            raise ValueError(f"y has {labels.shape[0]} samples, X has {np.shape(X)[0]}")
+        if labels.size == 0:
+            raise ValueError("score needs at least one sample")
+        return float(np.mean(self.predict(X) == labels))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights and hyper-parameters to an ``.npz`` file. Local.
+
+        The file is written to a temporary name and renamed, so an existing
+        model is never left half-written. Call it on one rank.
+        """
+        arrays: dict[str, np.ndarray] = {
+            "format_version": np.array(MODEL_FORMAT_VERSION),
+            "layers": np.array(self.layers, dtype=np.int64),
+            "activation": np.array(self.activation),
+            "loss": np.array(self.loss),
+            "beta": np.array(self.beta),
+            "gamma": np.array(self.gamma, dtype=np.float64),
+            "rho": np.array(self.rho_ if self.rho_ is not None else [], dtype=np.float64),
+            "warmup": np.array(self.warmup),
+            "dtype": np.array(self.dtype.name),
+            "seed": np.array(self.seed),
+            "n_iter": np.array(self.n_iter_),
+        }
+        for i, w in enumerate(self._weights):
+            arrays[f"W{i + 1}"] = w
+        atomic_savez(path, arrays)
+
+    def get_state(self) -> dict[str, Any]:
+        """This rank's full ADMM state, for a checkpoint. Local.
+
+        Keys: ``weights`` (list), ``a`` (hidden activations, list), ``z``
+        (list, one per weight layer), ``lam``, ``n_iter``, ``rho``,
+        ``elapsed`` and ``history``. Arrays are the live buffers: copy them
+        before training on.
+        """
+        if self._state is None:
+            raise RuntimeError("the network has no state yet: call fit first")
+        s = self._state
+        return {
+            "weights": list(self._weights),
+            "a": list(s.a[1:]),
+            "z": list(s.z),
+            "lam": s.lam,
+            "n_iter": self.n_iter_,
+            "rho": tuple(self.rho_ or ()),
+            "elapsed": s.elapsed,
+            "history": list(self.history),
+        }
+
+    def set_state(self, state: dict[str, Any], X: np.ndarray, y: np.ndarray) -> None:
+        """Restore a state from :meth:`get_state` on this rank's data. Local.
+
+        Follow with ``fit(X, y, iterations, warm_start=True)`` on every rank to
+        continue the same trajectory.
+        """
+        X = self._check_input(X, "X")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        m = X.shape[0]
+        L = len(self.layers) - 1
+        weights = self._check_weights(state["weights"])
+        a = [np.ascontiguousarray(v, dtype=self.dtype) for v in state["a"]]
+        z = [np.ascontiguousarray(v, dtype=self.dtype) for v in state["z"]]
+        lam = np.ascontiguousarray(state["lam"], dtype=self.dtype)
+        if len(a) != L - 1 or len(z) != L:
+            raise ValueError(
+                f"state has {len(a)} activations and {len(z)} outputs, expected {L - 1} and {L}"
+            )
+        for i, v in enumerate(a):
+            if v.shape != (m, self.layers[i + 1]):
+                raise ValueError(
+                    f"state a_{i + 1} has shape {v.shape}, expected {(m, self.layers[i + 1])}"
+                )
+        for i, v in enumerate(z):
+            if v.shape != (m, self.layers[i + 1]):
+                raise ValueError(
+                    f"state z_{i + 1} has shape {v.shape}, expected {(m, self.layers[i + 1])}"
+                )
+        if lam.shape != (m, self.layers[-1]):
+            raise ValueError(f"state lam has shape {lam.shape}, expected {(m, self.layers[-1])}")
+        rho = tuple(float(r) for r in state["rho"])
+        if len(rho) != L:
+            raise ValueError(f"state rho has {len(rho)} values, expected {L}")
+        self._weights = weights
+        self.rho_ = rho
+        self._state = _State(self, X, self._targets(y, m), [X, *a], z, lam)
+        self._state.elapsed = float(state.get("elapsed", 0.0))
+        self.n_iter_ = int(state["n_iter"])
+        self.history = list(state.get("history", []))
+
+    # ------------------------------------------------------------ internals
+
+    def _communicator(self) -> Communicator:
+        if self._comm is None:
+            self._comm = Communicator(self._comm_arg)
+        return self._comm
+
+    def _config(self) -> tuple:
+        return (
+            self.layers,
+            self.activation,
+            self.loss,
+            self.beta,
+            self.gamma,
+            self.rho,
+            self.warmup,
+            self.dtype.name,
+            self.seed,
+        )
+
+    def _config_mismatch(self, comm: Communicator) -> str | None:
+        configs = comm.agree(self._config())
+        if any(c != configs[0] for c in configs):
+            return "the ranks were given different network parameters"
+        return None
+
+    def _check_weights(self, weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+        weights = list(weights)
+        if len(weights) != len(self.layers) - 1:
+            raise ValueError(
+                f"weights must hold {len(self.layers) - 1} arrays, got {len(weights)}"
+            )
+        out = []
+        for i, w in enumerate(weights):
+            w = np.array(w, dtype=self.dtype, order="C", copy=True)
+            expected = (self.layers[i + 1], self.layers[i])
+            if w.shape != expected:
+                raise ValueError(f"weights[{i}] has shape {w.shape}, expected {expected}")
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"weights[{i}] contains NaN or inf")
+            out.append(w)
+        return out
+
+    def _starting_weights(self) -> list[np.ndarray]:
+        if self._initial_weights is not None:
+            return [w.copy() for w in self._initial_weights]
+        bit_generator = np.random.PCG64(self.seed)
+        weights = []
+        for n_in, n_out in zip(self.layers[:-1], self.layers[1:], strict=True):
+            w = np.empty((n_out, n_in), dtype=self.dtype)
+            glorot_uniform(w, bit_generator)
+            weights.append(w)
+        return weights
+
+    def _check_input(self, X: np.ndarray, name: str) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.layers[0]:
+            raise ValueError(
+                f"{name} must have shape (samples, {self.layers[0]}) for layers "
+                f"{self.layers}, got {X.shape}"
+            )
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"{name} must hold real numbers, not {X.dtype}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return X
+
+    def _validate_fit(self, X, y, iterations, X_val, y_val, eval_every) -> str | None:
+        """The first problem with fit's arguments on this rank, or None."""
+        try:
+            if (
+                isinstance(iterations, bool)
+                or not isinstance(iterations, int | np.integer)
+                or iterations < 1
+            ):
+                raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+            if (
+                isinstance(eval_every, bool)
+                or not isinstance(eval_every, int | np.integer)
+                or eval_every < 1
+            ):
+                raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+            X = self._check_input(X, "X")
+            self._targets(y, X.shape[0])
+            if (X_val is None) != (y_val is None):
+                raise ValueError("X_val and y_val must be given together")
+            if X_val is not None:
+                X_val = self._check_input(X_val, "X_val")
+                labels = self._val_labels(y_val)
+                if labels.shape[0] != X_val.shape[0]:
+                    raise ValueError(
+                        f"y_val has {labels.shape[0]} samples, X_val has {X_val.shape[0]}"
+                    )
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def _targets(self, y: np.ndarray, m: int) -> np.ndarray:
+        """Labels (hinge) or targets (least squares) of m samples, checked."""
+        n_out = self.layers[-1]
+        y = np.asarray(y)
+        if self.loss == "hinge":
+            if y.shape != (m,):
+                raise ValueError(f"y must hold {m} class labels, got shape {y.shape}")
+            if y.size and not np.issubdtype(y.dtype, np.integer):
+                if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
+                    raise ValueError("y must hold integer class labels")
+            if y.size and (y.min() < 0 or y.max() >= n_out):
+                raise ValueError(
+                    f"y holds labels outside 0..{n_out - 1} "
+                    f"(min {y.min()}, max {y.max()}) for {n_out} outputs"
+                )
+            return np.ascontiguousarray(y, dtype=np.int64)
+        if y.shape != (m, n_out):
+            raise ValueError(f"y must be a target array of shape {(m, n_out)}, got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+        return np.ascontiguousarray(y, dtype=self.dtype)
+
+    def _val_labels(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y)
+        n_out = self.layers[-1]
+        if y.ndim == 2:
+            if y.shape[1] != n_out:
+                raise ValueError(f"targets must have {n_out} columns, got shape {y.shape}")
+            return (y[:, 0] > 0.5).astype(np.int64) if n_out == 1 else np.argmax(y, axis=1)
+        if y.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+        return y.astype(np.int64)
+
+    def _global_accuracy(self, X_val: np.ndarray, y_val: np.ndarray) -> float:
+        correct = float(np.sum(self.predict(X_val) == y_val))
+        total = self._communicator().sum_values([correct, float(y_val.shape[0])])
+        return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+    def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Glorot (or given) weights, a forward pass, lam = 0. Collective."""
+        comm = self._communicator()
+        self._weights = self._starting_weights()
+        m = X.shape[0]
+        a = [X]
+        z = []
+        for layer, w in enumerate(self._weights):
+            zl = np.empty((m, w.shape[0]), dtype=self.dtype)
+            matmul(a[-1], w, zl, transpose_b=True)
+            z.append(zl)
+            if layer < len(self._weights) - 1:
+                a.append(apply_activation(zl, np.empty_like(zl), 1.0, self.activation))
+        lam = np.zeros((m, self.layers[-1]), dtype=self.dtype)
+        if self.rho is None:
+            # Mean diagonal of each Gram a_{l-1} a_{l-1}^T is ||a_{l-1}||_F^2 / n_{l-1}.
+            sq = comm.sum_values([float(np.vdot(v, v)) for v in a])
+            rel = RHO_RELATIVE[self.dtype.name]
+            self.rho_ = tuple(
+                rel * max(s / n, np.finfo(np.float64).tiny)
+                for s, n in zip(sq, self.layers[:-1], strict=True)
+            )
+        else:
+            self.rho_ = self.rho
+        self._state = _State(self, X, y, a, z, lam)
+        self.n_iter_ = 0
+        self.history = []
+
+    def _iterate(self, t: int) -> tuple[float, float]:
+        """Iteration ``t`` (0-based) of Algorithm 1. Collective.
+
+        Returns the objective (with its ridge term) and the primal residual
+        ``||z_L - W_L a_{L-1}||`` over all ranks.
+        """
+        s = self._state
+        assert s is not None
+        L = len(self._weights)
+        # Local objective terms: gamma_l ||a_l - h(z_l)||^2 and
+        # beta_l ||z_l - W_l a_{l-1}||^2 per hidden layer, the output layer's
+        # loss + <z_L, lam> + beta_L ||z_L - W_L a_{L-1}||^2, and that residual.
+        terms = np.zeros(2 * (L - 1) + 2)
+        for l in range(1, L + 1):
+            a_prev = s.a[l - 1]
+            self._weights[l - 1] = s.solve_weights(l)  # (1), (4)
+            zl = s.z[l - 1]
+            if l < L:
+                s.update_activation(l)  # (2)
+                matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (3)
+                act, pen = hidden_z_update(
+                    zl, s.a[l], self.gamma[l - 1], self.beta[l - 1], self.activation
+                )
+                terms[2 * (l - 1)] = self.gamma[l - 1] * act
+                terms[2 * (l - 1) + 1] = self.beta[l - 1] * pen
+            else:
+                matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
+                update = output_hinge_update if self.loss == "hinge" else output_squared_update
+                loss, dot, res = update(zl, s.lam, s.targets, self.beta[-1], t >= self.warmup)
+                terms[-2:] = (loss + dot + self.beta[-1] * res, res)
+        total = self._communicator().sum_inplace(terms)
+        ridge = sum(
+            b * r * float(np.vdot(w, w))
+            for b, r, w in zip(self.beta, self.rho_, self._weights, strict=True)
+        )
+        objective = float(total[:-1].sum() + ridge)
+        return objective, math.sqrt(max(float(total[-1]), 0.0))
+
+
+class _State:
+    """One rank's ADMM state and work buffers (a, z, lam, Gram factors)."""
+
+    def __init__(
+        self,
+        net: ADMMNetwork,
+        X: np.ndarray,
+        targets: np.ndarray,
+        a: list[np.ndarray],
+        z: list[np.ndarray],
+        lam: np.ndarray,
+    ) -> None:
+        self.net = net
+        self.a = a  # a[0] is the input block X
+        self.targets = targets
+        self.z = z
+        self.lam = lam
+        self.elapsed = 0.0
+        layers = net.layers
+        # One reduction buffer per weight layer: the cross term z_l a_{l-1}^T
+        # followed by the Gram a_{l-1} a_{l-1}^T (not for l = 1: the input
+        # Gram never changes and is reduced and factored once, below).
+        self.reduce_buffers = []
+        for l in range(1, len(layers)):
+            n_out, n_in = layers[l], layers[l - 1]
+            size = n_out * n_in + (n_in * n_in if l > 1 else 0)
+            self.reduce_buffers.append(np.empty(size, dtype=net.dtype))
+        # Factor of a_0 a_0^T + rho_1 I: a_0 never changes, so it is reduced and
+        # factored once, at the first weight update.
+        self.input_factor: np.ndarray | None = None
+        # Woodbury work space: (m, n_{l+1}) for each hidden layer whose next
+        # layer is narrower.
+        m = X.shape[0]
+        self.woodbury = [
+            np.empty((m, layers[l + 1]), dtype=net.dtype) if self.use_woodbury(l) else None
+            for l in range(1, len(layers) - 1)
+        ]
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.a[0]
+
+    @X.setter
+    def X(self, value: np.ndarray) -> None:
+        self.a[0] = value
+
+    def use_woodbury(self, l: int) -> bool:
+        """Whether the a_l update inverts the small ``n_{l+1}`` system instead."""
+        return self.net.layers[l + 1] < self.net.layers[l]
+
+    def _input_gram_factor(self) -> np.ndarray:
+        """Cholesky factor of the reduced input Gram plus ridge. Collective."""
+        n0 = self.net.layers[0]
+        comm = self.net._communicator()
+        g = np.empty((n0, n0), dtype=self.net.dtype)
+        gram(self.a[0], g)
+        comm.sum_inplace(g)
+        factor = g.astype(np.float64)
+        return _factor_with_ridge(factor, self.net.rho_[0], layer=1)
+
+    def solve_weights(self, l: int) -> np.ndarray:
+        """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho_l I)^{-1}. Collective.
+
+        One Allreduce of the local cross term (and Gram, for l > 1).
+        """
+        net = self.net
+        n_out, n_in = net.layers[l], net.layers[l - 1]
+        buf = self.reduce_buffers[l - 1]
+        c = buf[: n_out * n_in].reshape(n_out, n_in)
+        cross(self.z[l - 1], self.a[l - 1], c)
+        if l > 1:
+            gram(self.a[l - 1], buf[n_out * n_in :].reshape(n_in, n_in))
+        net._communicator().sum_inplace(buf)
+        if l == 1:
+            if self.input_factor is None:
+                self.input_factor = self._input_gram_factor()
+            factor = self.input_factor
+        else:
+            factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
+            factor = _factor_with_ridge(factor, net.rho_[l - 1], layer=l)
+        w = c.astype(np.float64)
+        cholesky_solve(factor, w)
+        return w.astype(net.dtype, copy=False)
+
+    def update_activation(self, l: int) -> None:
+        """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local."""
+        net = self.net
+        w = net._weights[l]  # W_{l+1}, shape (n_{l+1}, n_l)
+        b = net.beta[l]  # beta_{l+1}
+        g = net.gamma[l - 1]  # gamma_l
+        a = self.a[l]
+        # Right-hand side, one row per sample: g h(z_l) + b z_{l+1} W_{l+1}.
+        apply_activation(self.z[l - 1], a, g, net.activation)
+        matmul(self.z[l], w, a, alpha=b, beta=1.0)
+        w64 = w.astype(np.float64)
+        if self.use_woodbury(l):
+            # (b W^T W + g I)^{-1} = (I - b W^T (g I + b W W^T)^{-1} W) / g:
+            # only an n_{l+1} x n_{l+1} system, when the next layer is narrower.
+            small = np.empty((w.shape[0], w.shape[0]))
+            gram(w64.T, small, alpha=b)
+            cholesky_factor(small, shift=g)
+            t = self.woodbury[l - 1]
+            matmul(a, w, t, transpose_b=True)
+            cholesky_solve(small.astype(net.dtype, copy=False), t)
+            matmul(t, w, a, alpha=-b / g, beta=1.0 / g)
+        else:
+            big = np.empty((w.shape[1], w.shape[1]))
+            gram(w64, big, alpha=b)
+            cholesky_factor(big, shift=g)
+            cholesky_solve(big.astype(net.dtype, copy=False), a)
+
+
+def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:
+    """Cholesky factor of the float64 Gram ``g + rho I``, in place."""
+    try:
+        return cholesky_factor(g, shift=rho)
+    except np.linalg.LinAlgError as exc:
+        raise np.linalg.LinAlgError(
+            f"the Gram matrix of layer {layer} plus the ridge rho={rho:.3g} is not "
+            f"positive definite ({exc}); pass a larger rho"
+        ) from None
+
+
+def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically.
+
+    A temporary file in the same folder is written, flushed to disk and
+    renamed over ``path``, so readers see the old file or the new one, never
+    a mix. ``path`` is used as given (no ``.npz`` is appended).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike) -> ADMMNetwork:
+    """Read a network written by :meth:`ADMMNetwork.save`. Local; needs no MPI.
+
+    Raises ``ValueError`` naming the problem when the file is not an admm
+    model (missing arrays, an unknown format version, inconsistent shapes).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{os.fspath(path)} is not a readable admm model: {exc}") from None
+    missing = {"format_version", "layers", "activation", "loss", "beta", "gamma", "dtype"} - set(
+        data
+    )
+    if missing:
+        raise ValueError(f"{os.fspath(path)} is not an admm model: missing {sorted(missing)}")
+    version = int(data["format_version"])
+    if version != MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{os.fspath(path)} has model format {version}; this admm reads {MODEL_FORMAT_VERSION}"
+        )
+    layers = tuple(int(n) for n in data["layers"])
+    weights = []
+    for i in range(len(layers) - 1):
+        key = f"W{i + 1}"
+        if key not in data:
+            raise ValueError(f"{os.fspath(path)} is not an admm model: missing {key}")
+        weights.append(data[key])
+    rho = data["rho"].tolist() if "rho" in data and data["rho"].size else None
+    net = ADMMNetwork(
+        layers,
+        activation=str(data["activation"]),
+        loss=str(data["loss"]),
+        beta=data["beta"].tolist(),
+        gamma=data["gamma"].tolist() if data["gamma"].size else 1.0,
+        rho=rho,
+        warmup=int(data.get("warmup", 0)),
+        dtype=str(data["dtype"]),
+        seed=int(data.get("seed", 0)),
+        weights=weights,
+    )
+    net.n_iter_ = int(data.get("n_iter", 0))
+    return net
