@@ -1,0 +1,218 @@
+"""A plain NumPy implementation of ADMM.md, written from the spec, for testing.
+
+It shares no code with :mod:`admm`: columns are samples (the spec's own
+notation), the solves are dense ``numpy.linalg.solve`` calls (equation (2)
+directly, no Woodbury identity) and the entry-wise z-updates evaluate the
+spec's list of candidates with ``numpy.argmin`` (the first candidate wins a
+tie). It is slow and meant for small problems only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The entry-wise hidden activation ``h`` named in ADMM.md."""
+    if name == "hardsigmoid":
+        return lambda x: np.clip(x, 0.0, 1.0)
+    if name == "relu":
+        return lambda x: np.maximum(x, 0.0)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def hidden_z_closed_form(
+    a: np.ndarray, m: np.ndarray, gamma: float, beta: float, activation: str
+) -> np.ndarray:
+    """``argmin_z gamma (a - h(z))^2 + beta (z - m)^2`` entry-wise (ADMM.md).
+
+    The candidates and their costs are those of "Closed forms"; among equal
+    costs the first candidate wins (``argmin`` returns the first minimum).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    mid = (gamma * a + beta * m) / (gamma + beta)
+    z1 = np.minimum(m, 0.0)
+    c1 = gamma * a**2 + beta * (z1 - m) ** 2
+    if activation == "hardsigmoid":
+        z2 = np.clip(mid, 0.0, 1.0)
+        z3 = np.maximum(m, 1.0)
+        c2 = gamma * (a - z2) ** 2 + beta * (z2 - m) ** 2
+        c3 = gamma * (a - 1.0) ** 2 + beta * (z3 - m) ** 2
+        candidates, costs = np.stack([z1, z2, z3]), np.stack([c1, c2, c3])
+    elif activation == "relu":
+        z2 = np.maximum(mid, 0.0)
+        c2 = gamma * (a - z2) ** 2 + beta * (z2 - m) ** 2
+        candidates, costs = np.stack([z1, z2]), np.stack([c1, c2])
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    best = np.argmin(costs, axis=0)
+    return np.take_along_axis(candidates, best[None], axis=0)[0]
+
+
+def hinge_prox(m: np.ndarray, lam: np.ndarray, onehot: np.ndarray, beta: float) -> np.ndarray:
+    """``argmin_z C(z, y) + z lam + beta (z - m)^2`` entry-wise, one-vs-rest hinge.
+
+    The proximal step of ADMM.md with ``v = m - lam / (2 beta)``; ``onehot``
+    holds the 0/1 targets ``y``.
+    """
+    v = m - lam / (2.0 * beta)
+    step = 1.0 / (2.0 * beta)
+    pos = np.where(v >= 1.0, v, np.where(v + step <= 1.0, v + step, 1.0))
+    neg = np.where(v <= 0.0, v, np.where(v - step >= 0.0, v - step, 0.0))
+    return np.where(onehot == 1, pos, neg)
+
+
+def hinge_loss(z: np.ndarray, onehot: np.ndarray) -> float:
+    """Sum over entries of the one-vs-rest hinge ``C(z, y)`` of ADMM.md."""
+    return float(np.sum(np.where(onehot == 1, np.maximum(0.0, 1.0 - z), np.maximum(0.0, z))))
+
+
+def forward(weights: Sequence[np.ndarray], X: np.ndarray, activation: str) -> np.ndarray:
+    """``W_L h(... h(W_1 x))`` for each row of ``X``: an ``(m, n_L)`` array."""
+    h = activation_fn(activation)
+    out = np.asarray(X, dtype=np.float64).T
+    for i, w in enumerate(weights):
+        out = w @ out
+        if i < len(weights) - 1:
+            out = h(out)
+    return out.T
+
+
+class ReferenceADMM:
+    """ADMM.md's Algorithm 1 on the whole data set, in float64, columns as samples.
+
+    ``X`` is ``(m, n_0)`` with samples in rows (it is transposed on entry);
+    ``y`` are integer labels (hinge) or an ``(m, n_L)`` target array (squared).
+    ``weights`` are the initial ``W_l`` (``(n_l, n_{l-1})``); ``beta`` holds L
+    values, ``gamma`` L-1, ``rho`` L absolute ridges. The initial state is a
+    forward pass with ``lam = 0`` ("Initialisation").
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        layers: Sequence[int],
+        weights: Sequence[np.ndarray],
+        activation: str = "hardsigmoid",
+        loss: str = "hinge",
+        beta: Sequence[float] = (),
+        gamma: Sequence[float] = (),
+        rho: Sequence[float] = (),
+        warmup: int = 10,
+    ) -> None:
+        self.layers = tuple(int(n) for n in layers)
+        L = len(self.layers) - 1
+        self.L = L
+        self.activation = activation
+        self.h = activation_fn(activation)
+        self.loss = loss
+        self.beta = [float(b) for b in beta]
+        self.gamma = [float(g) for g in gamma]
+        self.rho = [float(r) for r in rho]
+        if len(self.beta) != L or len(self.gamma) != L - 1 or len(self.rho) != L:
+            raise ValueError("beta and rho need L values, gamma L-1")
+        self.warmup = int(warmup)
+        self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
+        m = self.X.shape[1]
+        if loss == "hinge":
+            labels = np.asarray(y).astype(np.int64)
+            self.Y = np.zeros((self.layers[-1], m))
+            self.Y[labels, np.arange(m)] = 1.0
+        elif loss == "squared":
+            self.Y = np.asarray(y, dtype=np.float64).T.copy()
+        else:
+            raise ValueError(f"unknown loss {loss!r}")
+        self.weights = [np.array(w, dtype=np.float64) for w in weights]
+        for l, w in enumerate(self.weights):
+            assert w.shape == (self.layers[l + 1], self.layers[l])
+        # Initialisation: a forward pass, lam = 0. a[0] is X; a[L] is unused.
+        self.a: list[np.ndarray] = [self.X]
+        self.z: list[np.ndarray] = []
+        for l, w in enumerate(self.weights):
+            self.z.append(w @ self.a[-1])
+            if l < L - 1:
+                self.a.append(self.h(self.z[-1]))
+        self.lam = np.zeros((self.layers[-1], m))
+        self.t = 0
+
+    # The sub-steps, equations (1)-(6); l is 1-based as in the spec.
+
+    def _weight_update(self, l: int) -> None:
+        """(1)/(4): W_l = z_l a^T (a a^T + rho_l I)^{-1}, a = a_{l-1}."""
+        a = self.a[l - 1]
+        G = a @ a.T + self.rho[l - 1] * np.eye(a.shape[0])
+        # G is symmetric: W^T = G^{-1} (a z^T).
+        self.weights[l - 1] = np.linalg.solve(G, a @ self.z[l - 1].T).T
+
+    def _activation_update(self, l: int) -> None:
+        """(2) with W_{l+1}, z_{l+1} of the previous iteration, beta_{l+1}, gamma_l."""
+        w = self.weights[l]
+        b, g = self.beta[l], self.gamma[l - 1]
+        lhs = b * w.T @ w + g * np.eye(w.shape[1])
+        rhs = b * w.T @ self.z[l] + g * self.h(self.z[l - 1])
+        self.a[l] = np.linalg.solve(lhs, rhs)
+
+    def _hidden_z_update(self, l: int) -> None:
+        """(3): the entry-wise closed form with m = W_l a_{l-1}."""
+        m = self.weights[l - 1] @ self.a[l - 1]
+        self.z[l - 1] = hidden_z_closed_form(
+            self.a[l], m, self.gamma[l - 1], self.beta[l - 1], self.activation
+        )
+
+    def _output_update(self) -> None:
+        """(5): the exact output prox with m = W_L a_{L-1}."""
+        m = self.weights[-1] @ self.a[-1]
+        b = self.beta[-1]
+        if self.loss == "hinge":
+            self.z[-1] = hinge_prox(m, self.lam, self.Y, b)
+        else:
+            self.z[-1] = (2.0 * self.Y - self.lam + 2.0 * b * m) / (2.0 + 2.0 * b)
+
+    def _multiplier_update(self) -> None:
+        """(6): lam += beta_L (z_L - W_L a_{L-1})."""
+        self.lam = self.lam + self.beta[-1] * (self.z[-1] - self.weights[-1] @ self.a[-1])
+
+    def step(self, observer: Callable[[str], None] | None = None) -> None:
+        """One iteration (1)-(6) in the spec's order; ``observer(name)`` after each sub-step."""
+        notify = observer or (lambda name: None)
+        for l in range(1, self.L):
+            self._weight_update(l)
+            notify(f"W{l}")
+            self._activation_update(l)
+            notify(f"a{l}")
+            self._hidden_z_update(l)
+            notify(f"z{l}")
+        self._weight_update(self.L)
+        notify(f"W{self.L}")
+        self._output_update()
+        notify(f"z{self.L}")
+        if self.t >= self.warmup:
+            self._multiplier_update()
+            notify("lam")
+        self.t += 1
+
+    def objective(self) -> float:
+        """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2."""
+        total = 0.0
+        for l in range(1, self.L):
+            total += self.gamma[l - 1] * np.sum((self.a[l] - self.h(self.z[l - 1])) ** 2)
+            r = self.z[l - 1] - self.weights[l - 1] @ self.a[l - 1]
+            total += self.beta[l - 1] * np.sum(r**2)
+        zL = self.z[-1]
+        if self.loss == "hinge":
+            total += hinge_loss(zL, self.Y)
+        else:
+            total += float(np.sum((zL - self.Y) ** 2))
+        total += float(np.sum(zL * self.lam))
+        total += self.beta[-1] * np.sum((zL - self.weights[-1] @ self.a[-1]) ** 2)
+        for b, r, w in zip(self.beta, self.rho, self.weights, strict=True):
+            total += b * r * np.sum(w**2)
+        return float(total)
+
+    def residual(self) -> float:
+        """The primal residual ``||z_L - W_L a_{L-1}||_F``."""
+        return float(np.linalg.norm(self.z[-1] - self.weights[-1] @ self.a[-1]))
