@@ -234,7 +234,7 @@ class ADMMNetwork:
         comm.raise_if_any(self._config_mismatch(comm))
         X = np.ascontiguousarray(X, dtype=self.dtype)
         y = self._targets(y, X.shape[0])
-        if X_val is not None:
+        if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
             y_val = self._val_labels(y_val)
         if warm_start and self._state is not None:
@@ -257,8 +257,10 @@ class ADMMNetwork:
             self.n_iter_ = t + 1
             state.elapsed = time.perf_counter() - start
             val_accuracy = None
-            if X_val is not None and (
-                self.n_iter_ % eval_every == 0 or self.n_iter_ == iterations
+            if (
+                X_val is not None
+                and y_val is not None
+                and (self.n_iter_ % eval_every == 0 or self.n_iter_ == iterations)
             ):
                 val_accuracy = self._global_accuracy(X_val, y_val)
             record = {
@@ -318,7 +320,7 @@ class ADMMNetwork:
         The file is written to a temporary name and renamed, so an existing
         model is never left half-written. Call it on one rank.
         """
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {
             "format_version": np.array(MODEL_FORMAT_VERSION),
             "layers": np.array(self.layers, dtype=np.int64),
             "activation": np.array(self.activation),
@@ -398,6 +400,12 @@ class ADMMNetwork:
         self.history = list(state.get("history", []))
 
     # ------------------------------------------------------------ internals
+
+    def _layer_rho(self, l: int) -> float:
+        """The ridge of weight layer ``l`` (1-based) in use."""
+        if self.rho_ is None:
+            raise RuntimeError("the ridge is chosen when training starts")
+        return self.rho_[l - 1]
 
     def _communicator(self) -> Communicator:
         if self._comm is None:
@@ -592,8 +600,8 @@ class ADMMNetwork:
                 terms[-2:] = (loss + dot + self.beta[-1] * res, res)
         total = self._communicator().sum_inplace(terms)
         ridge = sum(
-            b * r * float(np.vdot(w, w))
-            for b, r, w in zip(self.beta, self.rho_, self._weights, strict=True)
+            self.beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
+            for i, w in enumerate(self._weights)
         )
         objective = float(total[:-1].sum() + ridge)
         return objective, math.sqrt(max(float(total[-1]), 0.0))
@@ -657,7 +665,7 @@ class _State:
         gram(self.a[0], g)
         comm.sum_inplace(g)
         factor = g.astype(np.float64)
-        return _factor_with_ridge(factor, self.net.rho_[0], layer=1)
+        return _factor_with_ridge(factor, self.net._layer_rho(1), layer=1)
 
     def solve_weights(self, l: int) -> np.ndarray:
         """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho_l I)^{-1}. Collective.
@@ -678,7 +686,7 @@ class _State:
             factor = self.input_factor
         else:
             factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
-            factor = _factor_with_ridge(factor, net.rho_[l - 1], layer=l)
+            factor = _factor_with_ridge(factor, net._layer_rho(l), layer=l)
         w = c.astype(np.float64)
         cholesky_solve(factor, w)
         return w.astype(net.dtype, copy=False)
@@ -722,7 +730,7 @@ def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:
         ) from None
 
 
-def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
     """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically.
 
     A temporary file in the same folder is written, flushed to disk and
