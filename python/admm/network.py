@@ -40,9 +40,10 @@ DTYPES = ("float64", "float32")
 
 #: Default ridge, relative to the mean diagonal entry of each layer's Gram
 #: matrix at initialisation (the Gram scales with the number of samples, so an
-#: absolute default would not fit every data set). float32 Grams carry more
-#: rounding, so they get a larger ridge to stay positive definite.
-RHO_RELATIVE = {"float64": 1e-6, "float32": 1e-4}
+#: absolute default would not fit every data set). The same in both
+#: precisions, so float32 solves the same problem: its Grams are factored in
+#: float64 (on MNIST float32 Grams stay positive definite with it).
+RHO_RELATIVE = 1e-6
 
 MODEL_FORMAT_VERSION = 1
 
@@ -84,9 +85,9 @@ class ADMMNetwork:
     rho : float, sequence of L floats, or None
         Ridge added to the diagonal of every Gram matrix before its Cholesky
         solve (an absolute value, the same for all ranks). ``None`` (default)
-        picks, per layer, ``RHO_RELATIVE[dtype]`` (1e-6 in float64, 1e-4 in
-        float32) times the mean diagonal entry of that layer's Gram after the
-        initial forward pass; the values used are in ``rho_`` after ``fit``.
+        picks, per layer, ``RHO_RELATIVE`` (1e-6) times the mean diagonal entry
+        of that layer's Gram after the initial forward pass, in both dtypes;
+        the values used are in ``rho_`` after ``fit``.
     warmup : int
         Iterations ``0 .. warmup-1`` make no multiplier update.
     dtype : {"float64", "float32"}
@@ -557,9 +558,8 @@ class ADMMNetwork:
         if self.rho is None:
             # Mean diagonal of each Gram a_{l-1} a_{l-1}^T is ||a_{l-1}||_F^2 / n_{l-1}.
             sq = comm.sum_values([float(np.vdot(v, v)) for v in a])
-            rel = RHO_RELATIVE[self.dtype.name]
             self.rho_ = tuple(
-                rel * max(s / n, np.finfo(np.float64).tiny)
+                float(RHO_RELATIVE * max(s / n, np.finfo(np.float64).tiny))
                 for s, n in zip(sq, self.layers[:-1], strict=True)
             )
         else:
