@@ -1,0 +1,91 @@
+"""Shared fixtures of the benchmark suites: problem size, BLAS threads, data.
+
+Sizes (``ADMM_BENCH_SIZE``):
+
+- ``small`` (default): 2,000 samples. Each benchmark file runs in seconds,
+  so CI can run them once as tests with ``--benchmark-disable``.
+- ``mnist``: the published problem, 60,000 samples of 784 pixels through
+  784-500-500-10; real MNIST when ``../shared/data/mnist`` holds it, otherwise
+  synthetic data of the same shape and pixel range.
+
+BLAS threads (``ADMM_BENCH_THREADS``, default 1) are pinned for the whole
+session with threadpoolctl, for every BLAS loaded (NumPy's and SciPy's
+OpenBLAS are separate libraries in the wheels), so kernels and NumPy are
+compared on the same number of cores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+# tests/ holds the plain NumPy ReferenceADMM the iteration benchmark compares with.
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """Problem size of a benchmark session.
+
+    ``m`` samples of a ``layers`` network; ``rounds`` timed rounds of the
+    fixed-round benchmarks (kernels done in place, the whole iteration).
+    """
+
+    name: str
+    m: int
+    layers: tuple[int, ...]
+    kernel_rounds: int
+    iteration_rounds: int
+
+
+SIZES = {
+    "small": BenchSize("small", 2_000, (784, 500, 500, 10), kernel_rounds=10, iteration_rounds=3),
+    "mnist": BenchSize("mnist", 60_000, (784, 500, 500, 10), kernel_rounds=5, iteration_rounds=3),
+}
+
+
+def bench_size() -> BenchSize:
+    """The size named by ``ADMM_BENCH_SIZE`` (default ``small``)."""
+    name = os.environ.get("ADMM_BENCH_SIZE", "small")
+    if name not in SIZES:
+        raise ValueError(f"ADMM_BENCH_SIZE must be one of {sorted(SIZES)}, got {name!r}")
+    return SIZES[name]
+
+
+def bench_threads() -> int:
+    """BLAS threads of the session, from ``ADMM_BENCH_THREADS`` (default 1)."""
+    value = os.environ.get("ADMM_BENCH_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"ADMM_BENCH_THREADS must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@pytest.fixture(scope="session")
+def size() -> BenchSize:
+    return bench_size()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def blas_threads():
+    """Pin every loaded BLAS to ``ADMM_BENCH_THREADS`` threads for the session."""
+    from threadpoolctl import threadpool_limits
+
+    # Import the kernels first, so SciPy's OpenBLAS is loaded and limited too.
+    import admm_core  # noqa: F401
+
+    threads = bench_threads()
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield threads
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the size and thread count in the saved JSON (for the report)."""
+    machine_info["admm_bench_size"] = bench_size().name
+    machine_info["admm_bench_threads"] = bench_threads()
+    machine_info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE")
