@@ -519,7 +519,12 @@ def matmul(a, b, out, bint transpose_a=False, bint transpose_b=False,
     if m == 0 or n == 0:
         return out
     if k == 0:
-        out *= beta
+        # No samples (an empty rank): BLAS semantics, beta = 0 ignores the old
+        # content, which may be uninitialised (NaN * 0 would stay NaN).
+        if beta == 0.0:
+            out[...] = 0
+        else:
+            out *= beta
         return out
     cdef bint out_c = out.flags.c_contiguous
     if out_c:
