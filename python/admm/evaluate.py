@@ -1,0 +1,94 @@
+"""``python -m admm.evaluate MODEL.npz``: test accuracy of a saved model.
+
+Runs on one process and needs no MPI: it reads the model with
+:func:`admm.load`, loads the whole test set of ``--data`` and prints the
+accuracy (with ``--json`` a JSON object). A problem with the model or the
+data ends it with a one-line message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from .data import load_dataset
+from .network import load
+from .train import width_mismatch
+
+PROG = "python -m admm.evaluate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m admm.evaluate``."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Print the test accuracy of a model written by `python -m admm.train --save`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL.npz", help="model file")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME|PATH.npz",
+        help="mnist, fashion-mnist, mnist-sample or an .npz file with X_test and y_test; "
+        "None: full MNIST when found locally, otherwise the embedded sample",
+    )
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="folder with the IDX files")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a sentence")
+    p.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
+    return p
+
+
+def evaluate(model: str, data: str | None, data_dir: str | None) -> dict[str, Any]:
+    """Accuracy of the model file on the test set of ``data``. Local.
+
+    Returns ``accuracy``, ``n_correct``, ``n_test``, ``model``, ``data``
+    (the data set's name), ``source`` and ``layers``. Raises ``ValueError``
+    (``DataError``) naming the problem.
+    """
+    net = load(model)
+    dataset = load_dataset(data, data_dir, rank=0, size=1, dtype=net.dtype.name)
+    if dataset.X_test is None or dataset.n_test == 0:
+        raise ValueError(f"the data {dataset.name} ({dataset.source}) has no test set")
+    mismatch = width_mismatch(net.layers, dataset.n_features, dataset.n_classes)
+    if mismatch:
+        raise ValueError(f"model {model} does not fit the data {dataset.name}: {mismatch}")
+    n_correct = int((net.predict(dataset.X_test) == dataset.y_test).sum())
+    return {
+        "accuracy": n_correct / dataset.n_test,
+        "n_correct": n_correct,
+        "n_test": dataset.n_test,
+        "model": os.fspath(model),
+        "data": dataset.name,
+        "source": dataset.source,
+        "layers": list(net.layers),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m admm.evaluate`` (and ``admm-evaluate``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate(args.model, args.data, args.data_dir)
+    except (ValueError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"admm.evaluate: error: {exc}\n")
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"test accuracy {result['accuracy']:.4f} ({result['n_correct']}/{result['n_test']}) "
+            f"of {result['model']} on {result['data']} ({result['source']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

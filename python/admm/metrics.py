@@ -1,0 +1,172 @@
+"""Run metrics: the JSON-lines writer, peak memory and the memory model.
+
+Nothing here talks to MPI: the training program reduces the values itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+import numpy as np
+
+from .network import PREDICT_BLOCK
+
+MB = 1024.0 * 1024.0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far, in bytes. Local.
+
+    ``ru_maxrss`` counts kibibytes on Linux and bytes on macOS.
+    """
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def memory_breakdown(
+    layers: Sequence[int],
+    m_local: int,
+    dtype: str | np.dtype = "float64",
+    loss: str = "hinge",
+    n_test_local: int = 0,
+) -> dict[str, int]:
+    """Bytes of every array one rank holds while training, by kind. Local.
+
+    ``layers`` are the widths ``n_0 .. n_L``, ``m_local`` this rank's training
+    samples, ``n_test_local`` its test samples, ``s`` the item size of
+    ``dtype``. Persistent arrays (alive for the whole run):
+
+    - ``input``: the training block ``X``, ``m n_0 s``;
+    - ``labels``: the class labels, ``8 m`` (int64), plus for the squared loss
+      the one-hot ``targets``, ``m n_L s``;
+    - ``activations``: ``a_l``, ``l = 1..L-1``, ``m sum n_l s``;
+    - ``outputs``: ``z_l``, ``l = 1..L``, ``m sum n_l s``;
+    - ``multiplier``: ``lam``, ``m n_L s``;
+    - ``woodbury``: one ``(m, n_{l+1})`` buffer per hidden layer whose next
+      layer is narrower (the a-update inverts the small system);
+    - ``weights``: ``sum n_l n_{l-1} s``;
+    - ``reduce``: one Allreduce buffer per layer, the cross term
+      ``n_l n_{l-1}`` plus, for ``l > 1``, the Gram ``n_{l-1}^2``, in ``s``;
+    - ``input_factor``: the Cholesky factor of the input Gram, ``8 n_0^2``;
+    - ``test``: the test block and its labels, ``n_test (n_0 s + 8)``.
+
+    ``transient`` is the largest set of temporaries alive at one time, the
+    maximum over these phases: the finiteness check of ``X`` at the start of
+    ``fit`` (one byte per entry); building the input factor (the reduced Gram
+    and its float64 copy); a weight solve (float64 copies of the cross term
+    and of the Gram, the new weights beside the old); an a-update (float64
+    ``W_{l+1}``, the float64 system matrix and its copy in ``dtype``); a test
+    evaluation (two ``PREDICT_BLOCK``-row activation blocks, the outputs,
+    labels and comparison).
+
+    Not counted: the interpreter and its libraries (a few tens of MB, measured
+    at start-up by the training program), MPI's own buffers, and whatever the
+    data loader needs while it reads the files.
+    """
+    L = len(layers) - 1
+    if L < 1 or m_local < 0 or n_test_local < 0:
+        raise ValueError(
+            f"need at least two layer widths and non-negative sample counts, got "
+            f"layers={tuple(layers)}, m_local={m_local}, n_test_local={n_test_local}"
+        )
+    s = np.dtype(dtype).itemsize
+    f8 = 8
+    n = [int(v) for v in layers]
+    m = int(m_local)
+    hidden = n[1:L]
+    parts = {
+        "input": m * n[0] * s,
+        "labels": m * 8 + (m * n[L] * s if loss == "squared" else 0),
+        "activations": m * sum(hidden) * s,
+        "outputs": m * sum(n[1:]) * s,
+        "multiplier": m * n[L] * s,
+        "woodbury": m * sum(n[l + 1] for l in range(1, L) if n[l + 1] < n[l]) * s,
+        "weights": sum(n[l] * n[l - 1] for l in range(1, L + 1)) * s,
+        "reduce": sum(n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0) for l in range(1, L + 1))
+        * s,
+        "input_factor": n[0] ** 2 * f8,
+        "test": n_test_local * (n[0] * s + 8),
+    }
+    narrow = s < f8  # float32 solves convert back to dtype: one more copy
+    solve = max(
+        n[l] * n[l - 1] * (f8 + s + (s if narrow else 0)) + n[l - 1] ** 2 * f8
+        for l in range(1, L + 1)
+    )
+    a_update = 0
+    for l in range(1, L):
+        k = min(n[l], n[l + 1])
+        a_update = max(a_update, n[l + 1] * n[l] * f8 + k * k * (f8 + (s if narrow else 0)))
+    widest = max(n)
+    rows = min(PREDICT_BLOCK, n_test_local)
+    evaluate = (rows * 2 * widest * s + n_test_local * (n[L] * s + 8 + 1)) if n_test_local else 0
+    parts["transient"] = max(
+        m * n[0] + n_test_local * n[0],
+        n[0] ** 2 * (s + f8),
+        solve,
+        a_update,
+        evaluate,
+    )
+    return parts
+
+
+def predicted_bytes(
+    layers: Sequence[int],
+    m_local: int,
+    dtype: str | np.dtype = "float64",
+    loss: str = "hinge",
+    n_test_local: int = 0,
+) -> int:
+    """Predicted peak bytes of arrays on one rank: the sum of
+    :func:`memory_breakdown` (see there for what is counted). Local.
+    """
+    return sum(memory_breakdown(layers, m_local, dtype, loss, n_test_local).values())
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class MetricsWriter:
+    """Writes one JSON object per line to ``path`` and flushes each. Local.
+
+    The file is created (truncated) at construction, so an unwritable path
+    fails before training starts. Non-finite floats are written as ``null``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one line and flush it to the OS."""
+        if self._file is None:
+            raise ValueError(f"metrics file {self.path} is closed")
+        self._file.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

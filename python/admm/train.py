@@ -1,0 +1,614 @@
+"""``python -m admm.train``: train a network by ADMM on MNIST or a user's ``.npz``.
+
+Run it under ``mpiexec -n N``: every rank loads its own block of samples and
+all ranks train one network together. This module is a thin shell over
+:class:`admm.ADMMNetwork`: it parses flags, loads data, prints progress on
+rank 0, and writes metrics, models and checkpoints. All MPI goes through
+:mod:`admm._mpi`; an exception on any rank ends the whole job with a one-line
+message and a non-zero exit (a traceback with ``--debug``).
+
+Stopping rules: the run ends after ``--iterations`` iterations in total
+(counting those of a resumed checkpoint) or, with ``--tol T``, as soon as the
+relative change of the objective ``|f_i - f_{i-1}| / max(|f_{i-1}|, 1e-300)``
+between consecutive iterations ``i - 1`` and ``i`` has stayed below ``T`` for
+``TOL_PATIENCE`` (5) consecutive iterations, where only pairs of iterations
+that both update the multiplier count (iteration numbers, counted from 1,
+greater than ``--warmup``): the warm-up's objective is not yet the
+Lagrangian's, and its jump at the first multiplier update is no sign of
+convergence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+from . import _mpi
+from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
+from .data import load_dataset
+from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
+from .network import ACTIVATIONS, DTYPES, LOSSES, ADMMNetwork
+
+DEFAULT_LAYERS = (784, 500, 500, 10)
+TOL_PATIENCE = 5
+PROG = "python -m admm.train"
+
+
+# ----------------------------------------------------------------- arguments
+
+
+class UsageError(ValueError):
+    """A bad command line. Every rank parses the same one, so every rank
+    raises the same error, and the job ends without an MPI abort."""
+
+    admm_all_ranks = True
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that prints on rank 0 only and raises UsageError."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and _mpi.world_rank() == 0:
+            super()._print_message(message, file)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 from the command line."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 from the command line."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 from the command line."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def positive_floats(text: str) -> float | list[float]:
+    """One positive float, or several separated by commas (one per layer)."""
+    values = [positive_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def layer_widths(text: str) -> tuple[int, ...]:
+    """Layer widths ``n_0,n_1,...,n_L`` (at least two positive integers)."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) < 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least two positive integers separated by commas, got {text!r}"
+        )
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m admm.train``."""
+    p = _Parser(
+        prog=PROG,
+        description=(
+            "Train a fully connected network by ADMM (Taylor et al. 2016), data-parallel "
+            "over MPI: run under `mpiexec -n N`. The defaults reproduce the published "
+            "MNIST experiment: 784-500-500-10, hard sigmoid, hinge loss, beta 0.2, "
+            "gamma 20, 10 warm-up iterations, float64."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME|PATH.npz",
+        help="mnist, fashion-mnist, mnist-sample (the 6000-image MNIST sample shipped "
+        "with the package) or an .npz file with X_train (m, n_0), y_train (m,) and "
+        "optionally X_test, y_test; None: full MNIST when its files are found locally, "
+        "otherwise the embedded sample",
+    )
+    d.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="folder with the IDX files, searched before $ADMM_DATA_DIR and the user "
+        "cache (~/.cache/admm)",
+    )
+    n = p.add_argument_group("network and ADMM")
+    n.add_argument(
+        "--layers",
+        type=layer_widths,
+        default=",".join(map(str, DEFAULT_LAYERS)),
+        metavar="N0,N1,...,NL",
+        help="layer widths: input features, hidden widths, outputs (= number of classes)",
+    )
+    n.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default="hardsigmoid",
+        help="hidden activation: clip(x, 0, 1) or max(x, 0)",
+    )
+    n.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="hinge",
+        help="output loss: one-vs-rest hinge on the labels, or least squares on one-hot targets",
+    )
+    n.add_argument(
+        "--beta",
+        type=positive_floats,
+        default=0.2,
+        metavar="B[,B...]",
+        help="weight of each constraint z_l = W_l a_{l-1}: one value, or one per weight layer",
+    )
+    n.add_argument(
+        "--gamma",
+        type=positive_floats,
+        default=20.0,
+        metavar="G[,G...]",
+        help="weight of each constraint a_l = h(z_l): one value, or one per hidden layer",
+    )
+    n.add_argument(
+        "--rho",
+        type=positive_floats,
+        default=None,
+        metavar="R[,R...]",
+        help="ridge added to every Gram matrix before its Cholesky solve; None: 1e-6 "
+        "times the mean diagonal of each layer's Gram at initialisation",
+    )
+    n.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=10,
+        help="iterations (from 0) without a multiplier update",
+    )
+    n.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float64",
+        help="precision of data, activations and weights",
+    )
+    n.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the Glorot-uniform initial weights",
+    )
+    s = p.add_argument_group("stopping")
+    s.add_argument(
+        "--iterations",
+        type=positive_int,
+        default=100,
+        metavar="K",
+        help="total number of iterations (a resumed run continues up to K)",
+    )
+    s.add_argument(
+        "--tol",
+        type=positive_float,
+        default=None,
+        metavar="T",
+        help="stop once |f_i - f_{i-1}| / max(|f_{i-1}|, 1e-300) < T for "
+        f"{TOL_PATIENCE} consecutive iterations i, where f_i is the objective after "
+        "iteration i (counted from 1) and only pairs with i - 1 > --warmup count; "
+        "None: run all iterations",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=1,
+        metavar="E",
+        help="test accuracy (and a progress line) every E iterations and at the last",
+    )
+    o.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE.jsonl",
+        help="write a JSON object per line: a start event with the configuration, one "
+        "per iteration, a done event",
+    )
+    o.add_argument(
+        "--save",
+        default=None,
+        metavar="MODEL.npz",
+        help="write the trained model (read by admm.load and admm.evaluate)",
+    )
+    o.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="keep the full ADMM state in DIR (created if needed) every --checkpoint-every "
+        "iterations and at the end",
+    )
+    o.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=10,
+        metavar="K",
+        help="checkpoint period in iterations",
+    )
+    o.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue from the checkpoint in DIR (same data, network and number of ranks)",
+    )
+    o.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
+    return p
+
+
+# -------------------------------------------------------------- helpers
+
+
+def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> str | None:
+    """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes``, or None."""
+    problems = []
+    if layers[0] != n_features:
+        problems.append(f"{layers[0]} inputs but the data has {n_features} features")
+    if layers[-1] != n_classes:
+        problems.append(f"{layers[-1]} outputs but the data has {n_classes} classes")
+    if not problems:
+        return None
+    suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], n_classes))
+    return (
+        f"layers {','.join(map(str, layers))} have {' and '.join(problems)} "
+        f"(e.g. --layers {suggestion})"
+    )
+
+
+def check_output_file(path: str, flag: str) -> str | None:
+    """Why a file cannot be written at ``path`` (probing its folder), or None. Local."""
+    if os.path.isdir(path):
+        return f"{flag} {path} is a folder, not a file"
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write {flag} {path}: {exc.strerror or exc} ({folder})"
+    return None
+
+
+def _attempt(action: Callable[[], Any]) -> tuple[Any, str | None]:
+    """Run ``action``; return its value and None, or None and its error message."""
+    try:
+        return action(), None
+    except Exception as exc:  # reported to every rank by raise_if_any
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, ValueError | OSError):
+            text = f"{type(exc).__name__}: {text}"
+        return None, text
+
+
+def _agreed(comm: _mpi.Communicator, action: Callable[[], Any]) -> Any:
+    """``action()`` on every rank; an error on any rank raises on all. Collective."""
+    value, message = _attempt(action)
+    comm.raise_if_any(message)
+    return value
+
+
+class RelativeChangeRule:
+    """The ``--tol`` stopping rule (see the module docstring). Local.
+
+    Called with the run's history (records with ``iteration`` and
+    ``objective``); true when the last ``patience`` relative changes after the
+    warm-up are all below ``tol``.
+    """
+
+    def __init__(self, tol: float, warmup: int, patience: int = TOL_PATIENCE) -> None:
+        self.tol = tol
+        self.warmup = warmup
+        self.patience = patience
+
+    def __call__(self, history: Sequence[dict]) -> bool:
+        count = 0
+        for prev, cur in zip(history[-2::-1], history[::-1], strict=False):
+            if prev["iteration"] <= self.warmup or cur["iteration"] != prev["iteration"] + 1:
+                break
+            f0, f1 = prev["objective"], cur["objective"]
+            if not abs(f1 - f0) / max(abs(f0), 1e-300) < self.tol:
+                break
+            count += 1
+            if count >= self.patience:
+                return True
+        return False
+
+    def describe(self) -> str:
+        return (
+            f"tolerance: relative objective change below {self.tol:g} for "
+            f"{self.patience} consecutive iterations after the warm-up"
+        )
+
+
+def _fmt_floats(value: float | Sequence[float] | None) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, float | int):
+        return f"{value:g}"
+    return ",".join(f"{v:g}" for v in value)
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train as the flags say; returns the done record. Collective on MPI_COMM_WORLD."""
+    comm = _mpi.Communicator()
+    rank, size = comm.rank, comm.size
+    baseline = peak_rss_bytes()  # interpreter, numpy, MPI: before any data
+
+    # Local problems first (outputs, data), agreed before any other collective.
+    messages = []
+    writer = None
+    if rank == 0:
+        if args.save is not None:
+            messages.append(check_output_file(args.save, "--save"))
+        if args.metrics is not None:
+            messages.append(check_output_file(args.metrics, "--metrics"))
+            if messages[-1] is None:
+                writer, message = _attempt(lambda: MetricsWriter(args.metrics))
+                messages.append(message and f"cannot write --metrics {args.metrics}: {message}")
+    if args.checkpoint is not None:
+        messages.append(check_writable_dir(args.checkpoint))
+    dataset, message = _attempt(
+        lambda: load_dataset(
+            args.data, args.data_dir, rank=rank, size=size, dtype=args.dtype, download=True
+        )
+    )
+    messages.append(message)
+    found = [m for m in messages if m]
+    comm.raise_if_any("; ".join(found) if found else None)
+
+    comm.raise_if_any(width_mismatch(args.layers, dataset.n_features, dataset.n_classes))
+    net = _agreed(
+        comm,
+        lambda: ADMMNetwork(
+            args.layers,
+            activation=args.activation,
+            loss=args.loss,
+            beta=args.beta,
+            gamma=args.gamma,
+            rho=args.rho,
+            warmup=args.warmup,
+            dtype=args.dtype,
+            seed=args.seed,
+        ),
+    )
+    X, labels = dataset.X_train, dataset.y_train
+    if args.loss == "squared":
+        y = np.eye(args.layers[-1], dtype=args.dtype)[labels]
+    else:
+        y = labels
+    has_test = dataset.X_test is not None and dataset.n_test > 0
+    X_test = dataset.X_test if has_test else None
+    y_test = dataset.y_test if has_test else None
+
+    m_local = comm.gather_values(float(X.shape[0]))
+    n_test_local = X_test.shape[0] if has_test else 0
+    n_test_max = int(comm.max_value(float(n_test_local)))
+    breakdown = memory_breakdown(
+        args.layers, int(m_local.max()), args.dtype, args.loss, n_test_max
+    )
+    predicted = sum(breakdown.values())
+    baseline_max = comm.max_value(float(baseline))
+
+    config = {
+        "layers": list(net.layers),
+        "activation": net.activation,
+        "loss": net.loss,
+        "beta": list(net.beta),
+        "gamma": list(net.gamma),
+        "rho": None if net.rho is None else list(net.rho),
+        "warmup": net.warmup,
+        "dtype": net.dtype.name,
+        "seed": net.seed,
+        "data": dataset.name,
+        "n_train": dataset.n_train,
+        "n_features": dataset.n_features,
+        "n_classes": dataset.n_classes,
+    }
+    rank_info = None
+    if args.checkpoint is not None or args.resume is not None:
+        rank_info = {
+            "train_range": list(dataset.train_range),
+            "sha256": array_sha256(X, labels),
+        }
+
+    if args.resume is not None:
+        state = load_checkpoint(args.resume, comm, config, rank_info)
+        _agreed(comm, lambda: net.set_state(state, X, y))
+        del state
+
+    rule = RelativeChangeRule(args.tol, args.warmup) if args.tol is not None else None
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(
+        f"admm.train: {size} rank{'s' if size > 1 else ''}, "
+        f"{int(m_local.min())}-{int(m_local.max())} training samples per rank "
+        f"({dataset.n_train} in all), {dataset.n_test if has_test else 0} test samples"
+    )
+    say(f"  data: {dataset.name} ({dataset.source})")
+    say(
+        f"  layers {'-'.join(map(str, net.layers))}, activation {net.activation}, "
+        f"loss {net.loss}, dtype {net.dtype.name}"
+    )
+    say(
+        f"  beta {_fmt_floats(args.beta)}, gamma {_fmt_floats(args.gamma)}, "
+        f"rho {_fmt_floats(args.rho)}, warmup {net.warmup}, seed {net.seed}"
+    )
+    if args.resume is not None:
+        say(f"  resumed from {args.resume} at iteration {net.n_iter_}")
+    say(
+        f"  iterations {args.iterations}, "
+        f"stop {'on ' + rule.describe() if rule else 'at the iteration limit only'}"
+    )
+    say(
+        f"  predicted memory per rank: {(predicted + baseline_max) / MB:.1f} MB "
+        f"({predicted / MB:.1f} MB of arrays + {baseline_max / MB:.1f} MB interpreter "
+        "and libraries at start)"
+    )
+    if writer is not None:
+        writer.write(
+            {
+                "event": "start",
+                **config,
+                "rho": args.rho,
+                "tol": args.tol,
+                "iterations": args.iterations,
+                "eval_every": args.eval_every,
+                "ranks": size,
+                "data_source": dataset.source,
+                "n_test": dataset.n_test if has_test else 0,
+                "samples_per_rank": [int(v) for v in m_local],
+                "predicted_bytes_per_rank": predicted,
+                "predicted_breakdown": breakdown,
+                "baseline_rss_mb": baseline_max / MB,
+                "resume": args.resume,
+            }
+        )
+
+    say(f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_acc':>9}")
+    last_checkpoint = -1
+    stopped_by_tol = False
+
+    def checkpoint() -> None:
+        nonlocal last_checkpoint
+        save_checkpoint(args.checkpoint, comm, net.get_state(), config, rank_info)
+        last_checkpoint = net.n_iter_
+
+    def callback(network: ADMMNetwork, record: dict) -> bool:
+        nonlocal stopped_by_tol
+        peak = comm.max_value(float(peak_rss_bytes()))
+        it = record["iteration"]
+        stop = rule is not None and rule(network.history)
+        stopped_by_tol = stop
+        if args.checkpoint is not None and it % args.checkpoint_every == 0:
+            checkpoint()
+        if writer is not None:
+            writer.write(
+                {
+                    "iteration": it,
+                    "time_s": record["time_s"],
+                    "objective": record["objective"],
+                    "residual": record["residual"],
+                    "test_accuracy": record["val_accuracy"],
+                    "peak_rss_mb": peak / MB,
+                }
+            )
+        if record["val_accuracy"] is not None or (
+            not has_test and (it % args.eval_every == 0 or it == args.iterations)
+        ):
+            acc = record["val_accuracy"]
+            say(
+                f"{it:6d} {record['time_s']:9.2f} {record['objective']:14.6e} "
+                f"{record['residual']:12.4e} {'-' if acc is None else f'{acc:.4f}':>9}",
+                flush=True,
+            )
+        return stop
+
+    start_iter = net.n_iter_
+    if net.n_iter_ < args.iterations:
+        net.fit(
+            X,
+            y,
+            iterations=args.iterations,
+            X_val=X_test,
+            y_val=y_test,
+            callback=callback,
+            eval_every=args.eval_every,
+            warm_start=args.resume is not None,
+        )
+    history = net.history
+    if stopped_by_tol:
+        reason = rule.describe()
+    elif start_iter >= args.iterations:
+        reason = f"iteration limit ({args.iterations}) already reached by the checkpoint"
+    else:
+        reason = f"iteration limit ({args.iterations})"
+
+    accuracy = history[-1]["val_accuracy"] if history else None
+    if accuracy is None and has_test:
+        correct = float(np.sum(net.predict(X_test) == y_test))
+        total = comm.sum_values([correct, float(n_test_local)])
+        accuracy = float(total[0] / total[1])
+    if args.checkpoint is not None and last_checkpoint != net.n_iter_:
+        checkpoint()
+    if rank == 0 and args.save is not None:
+        net.save(args.save)
+    comm.barrier()  # the model is on disk before any rank reports success
+    peak = comm.max_value(float(peak_rss_bytes()))
+    elapsed = history[-1]["time_s"] if history else 0.0
+    done_iters = net.n_iter_ - start_iter
+    done = {
+        "event": "done",
+        "iterations": net.n_iter_,
+        "stop_reason": "tolerance" if stopped_by_tol else "iterations",
+        "stop_rule": reason,
+        "final_test_accuracy": accuracy,
+        "time_s": elapsed,
+        "peak_rss_mb": peak / MB,
+        "predicted_mb": (predicted + baseline_max) / MB,
+        "rho": list(net.rho_ or ()),
+        "model": args.save,
+        "checkpoint": args.checkpoint,
+    }
+    if writer is not None:
+        writer.write(done)
+        writer.close()
+    say(f"stopped by {reason} after iteration {net.n_iter_}")
+    say("final test accuracy: " + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}"))
+    per_iter = f" ({elapsed / net.n_iter_:.3f} s per iteration)" if net.n_iter_ else ""
+    run_note = f", {done_iters} in this run" if start_iter else ""
+    kind = "convergence" if stopped_by_tol else "the iteration limit"
+    say(f"time to {kind}: {elapsed:.2f} s{per_iter}{run_note}")
+    say(f"rho used: {_fmt_floats(net.rho_)}")
+    say(
+        f"peak memory per rank: {peak / MB:.1f} MB (max over ranks; "
+        f"predicted {(predicted + baseline_max) / MB:.1f} MB)"
+    )
+    if args.save is not None:
+        say(f"model saved to {args.save}")
+    if args.checkpoint is not None:
+        say(f"checkpoint of iteration {net.n_iter_} in {args.checkpoint}")
+    sys.stdout.flush()
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m admm.train`` (and ``admm-train``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _mpi.abort_on_error(debug="--debug" in argv):
+        args = build_parser().parse_args(argv)
+        run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
