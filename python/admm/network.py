@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -761,7 +762,7 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{os.fspath(path)} is not a readable admm model: {exc}") from None
     missing = {"format_version", "layers", "activation", "loss", "beta", "gamma", "dtype"} - set(
         data
