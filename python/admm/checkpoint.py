@@ -28,6 +28,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -266,7 +267,7 @@ def _read_rank_state(
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"cannot read checkpoint file {path}: {exc}") from None
 
     def series(kind: str) -> list[np.ndarray]:

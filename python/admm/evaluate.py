@@ -75,10 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = evaluate(args.model, args.data, args.data_dir)
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # any failure: one line, the traceback only with --debug
         if args.debug:
             traceback.print_exc()
-        sys.stderr.write(f"admm.evaluate: error: {exc}\n")
+        text = (
+            str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
+        )
+        sys.stderr.write(f"admm.evaluate: error: {text}\n")
         return 1
     if args.json:
         print(json.dumps(result))

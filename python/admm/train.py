@@ -430,7 +430,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": net.warmup,
         "dtype": net.dtype.name,
         "seed": net.seed,
-        "data": dataset.name,
+        # The data set itself is identified by each rank's block checksum
+        # (rank_info), so a moved or renamed file can still be resumed.
         "n_train": dataset.n_train,
         "n_features": dataset.n_features,
         "n_classes": dataset.n_classes,
@@ -484,6 +485,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "iterations": args.iterations,
                 "eval_every": args.eval_every,
                 "ranks": size,
+                "data": dataset.name,
                 "data_source": dataset.source,
                 "n_test": dataset.n_test if has_test else 0,
                 "samples_per_rank": [int(v) for v in m_local],
