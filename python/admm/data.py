@@ -40,6 +40,7 @@ import os
 import re
 import struct
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 import zlib
@@ -429,7 +430,10 @@ def _download_file(name: str, stem: str, dest: Path, urls: list[str]) -> list[st
             log.info("downloaded %s to %s", url, dest)
             return []
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            else:
+                reason = getattr(exc, "reason", None) or exc
             failures.append(f"{url}: {str(reason).replace(tmp, 'download')}")
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -472,7 +476,7 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool 
     files = ", ".join(stem + ".gz" for stem in IDX_FILES)
     raise DataError(
         f"{name} files not found: looked in {'; '.join(looked)}; {tried}. Provide them by "
-        f"downloading {files} from {urls[0]} into one of those folders, or into a folder "
+        f"downloading {files} from {MIRRORS[name][0]} into one of those folders, or into a folder "
         "given as data_dir (--data-dir DIR) or $ADMM_DATA_DIR"
     )
 
@@ -531,7 +535,7 @@ def _check_labels(y: np.ndarray, where: str) -> np.ndarray:
         bad = ~np.isfinite(y) | (y != np.round(y))
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"{where}: labels must be integers, found {y[i]!r} at index {i}")
+            raise DataError(f"{where}: labels must be integers, found {y[i]} at index {i}")
     elif y.dtype.kind not in "iu":
         raise DataError(f"{where}: labels have dtype {y.dtype}, expected integers")
     if y.size and y.min() < 0:
@@ -544,14 +548,17 @@ def _check_labels(y: np.ndarray, where: str) -> np.ndarray:
 
 def _to_features(block: np.ndarray, dtype: np.dtype, where: str, offset: int) -> np.ndarray:
     """``block`` as a C-contiguous ``dtype`` copy, refusing non-finite values (global row in the message)."""
-    X = np.ascontiguousarray(block, dtype=dtype) if block.dtype != dtype else block.copy()
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        X = np.array(block, dtype=dtype, order="C")
     finite = np.isfinite(X)
     if not finite.all():
         i, j = (int(v) for v in np.argwhere(~finite)[0])
-        what = "NaN" if np.isnan(block[i, j]) else "inf"
-        if np.isfinite(block[i, j]):
-            what = f"{block[i, j]!r}, which overflows {dtype}"
-        raise DataError(f"{where}: non-finite value {what} at row {offset + i}, column {j}")
+        value = block[i, j]
+        if np.isfinite(value):
+            problem = f"value {value} overflows {dtype}"
+        else:
+            problem = f"non-finite value {'NaN' if np.isnan(value) else 'inf'}"
+        raise DataError(f"{where}: {problem} at row {offset + i}, column {j}")
     return X
 
 
