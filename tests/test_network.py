@@ -327,9 +327,20 @@ def test_load_rejects_non_model_files(tmp_path):
 # continuing a run
 
 
+def fresh_network(layers):
+    """The network of the restart tests, before any fit."""
+    return ADMMNetwork(layers, beta=[0.5, 1.0, 2.0], gamma=[10.0, 5.0], rho=1e-3, warmup=2, seed=9)
+
+
 def run_uninterrupted(X, y, layers, iterations):
-    net = ADMMNetwork(layers, beta=[0.5, 1.0, 2.0], gamma=[10.0, 5.0], rho=1e-3, warmup=2, seed=9)
-    return net.fit(X, y, iterations=iterations)
+    return fresh_network(layers).fit(X, y, iterations=iterations)
+
+
+def assert_same_run(net, full):
+    """Bit-for-bit the same weights and objective history."""
+    for a, b in zip(net.weights, full.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [h["objective"] for h in net.history] == [h["objective"] for h in full.history]
 
 
 def test_warm_start_equals_uninterrupted_run(rng):
@@ -339,9 +350,7 @@ def test_warm_start_equals_uninterrupted_run(rng):
     net = run_uninterrupted(X, y, layers, 3)
     net.fit(X, y, iterations=6, warm_start=True)
     assert net.n_iter_ == 6
-    for a, b in zip(net.weights, full.weights, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert [h["objective"] for h in net.history] == [h["objective"] for h in full.history]
+    assert_same_run(net, full)
 
 
 def test_set_state_continues_bit_for_bit(rng, tmp_path):
@@ -365,25 +374,18 @@ def test_set_state_continues_bit_for_bit(rng, tmp_path):
             "n_iter": state["n_iter"],
             "history": state["history"],
         }
-    second = ADMMNetwork(
-        layers, beta=[0.5, 1.0, 2.0], gamma=[10.0, 5.0], rho=1e-3, warmup=2, seed=9
-    )
+    second = fresh_network(layers)
     second.set_state(restored, X, y)
     second.fit(X, y, iterations=6, warm_start=True)
-    for a, b in zip(second.weights, full.weights, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert [h["objective"] for h in second.history] == [h["objective"] for h in full.history]
+    assert_same_run(second, full)
     # The warm-up boundary (iteration 2) was crossed inside the first part;
     # a restart across it (at 1) must also match.
     early = run_uninterrupted(X, y, layers, 1)
-    third = ADMMNetwork(
-        layers, beta=[0.5, 1.0, 2.0], gamma=[10.0, 5.0], rho=1e-3, warmup=2, seed=9
-    )
+    third = fresh_network(layers)
     state = early.get_state()
     third.set_state(state, X, y)
     third.fit(X, y, iterations=6, warm_start=True)
-    for a, b in zip(third.weights, full.weights, strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_run(third, full)
 
 
 def test_set_state_rejects_wrong_shapes(rng):
