@@ -111,7 +111,8 @@ class ADMMNetwork:
     history : list of dict
         One record per iteration: ``iteration``, ``objective``, ``residual``
         (``||z_L - W_L a_{L-1}||`` over all samples), ``val_accuracy`` (None
-        when not evaluated) and ``time_s`` (seconds of training so far).
+        when not evaluated) and ``time_s`` (seconds spent in ADMM iterations
+        so far, validation and callbacks excluded).
     n_iter_ : int
         Iterations done.
     rho_ : tuple of float
@@ -253,11 +254,13 @@ class ADMMNetwork:
             self._initialize(X, y)
         state = self._state
         assert state is not None
-        start = time.perf_counter() - state.elapsed
         for t in range(self.n_iter_, iterations):
+            started = time.perf_counter()
             objective, residual = self._iterate(t)
+            # Training time only: validation and the callback (checkpoints,
+            # logging) are not counted.
+            state.elapsed += time.perf_counter() - started
             self.n_iter_ = t + 1
-            state.elapsed = time.perf_counter() - start
             val_accuracy = None
             if (
                 X_val is not None
@@ -742,6 +745,11 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        # mkstemp creates the file 0600; give it the permissions of an
+        # ordinary new file so a group can read the models it shares.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
