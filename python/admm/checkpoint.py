@@ -271,7 +271,7 @@ def _read_rank_state(
         raise CheckpointError(f"cannot read checkpoint file {path}: {exc}") from None
 
     def series(kind: str) -> list[np.ndarray]:
-        out = []
+        out: list[np.ndarray] = []
         while f"{kind}{len(out) + 1}" in data:
             out.append(data[f"{kind}{len(out) + 1}"])
         return out

@@ -412,7 +412,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     y_test = dataset.y_test if has_test else None
 
     m_local = comm.gather_values(float(X.shape[0]))
-    n_test_local = X_test.shape[0] if has_test else 0
+    n_test_local = X_test.shape[0] if X_test is not None else 0
     n_test_max = int(comm.max_value(float(n_test_local)))
     breakdown = memory_breakdown(
         args.layers, int(m_local.max()), args.dtype, args.loss, n_test_max
@@ -436,7 +436,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_features": dataset.n_features,
         "n_classes": dataset.n_classes,
     }
-    rank_info = None
+    rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {
             "train_range": list(dataset.train_range),
@@ -548,7 +548,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm_start=args.resume is not None,
         )
     history = net.history
-    if stopped_by_tol:
+    if stopped_by_tol and rule is not None:
         reason = rule.describe()
     elif start_iter >= args.iterations:
         reason = f"iteration limit ({args.iterations}) already reached by the checkpoint"
