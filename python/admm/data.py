@@ -493,7 +493,9 @@ def _sample_folder() -> Path:
 # User .npz files
 
 
-def _npy_header(zf: zipfile.ZipFile, member: str, path: Path, key: str):
+def _npy_header(
+    zf: zipfile.ZipFile, member: str, path: Path, key: str
+) -> tuple[BinaryIO, tuple[int, ...], bool, np.dtype]:
     """Open ``member`` of ``zf`` positioned at the array data; also its shape, order and dtype."""
     f = zf.open(member)
     version = np.lib.format.read_magic(f)
@@ -588,7 +590,12 @@ def _load_npz(path: Path, rank: int, size: int, dtype: np.dtype) -> Dataset:
 
 
 def _read_npz(
-    zf: zipfile.ZipFile, path: Path, rank: int, size: int, dtype: np.dtype, stack
+    zf: zipfile.ZipFile,
+    path: Path,
+    rank: int,
+    size: int,
+    dtype: np.dtype,
+    stack: contextlib.ExitStack,
 ) -> Dataset:
     members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
     for key in ("X_train", "y_train"):
