@@ -47,7 +47,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class IdxBlock:
 
 
 @contextlib.contextmanager
-def _open_maybe_gzip(path: Path) -> Iterator[tuple[BinaryIO, bool]]:
+def _open_maybe_gzip(path: Path) -> Iterator[tuple[IO[bytes], bool]]:
     """The uncompressed byte stream of ``path``: gzip is recognised by its magic bytes, not its name."""
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == _GZIP_MAGIC
@@ -180,7 +180,7 @@ def _open_maybe_gzip(path: Path) -> Iterator[tuple[BinaryIO, bool]]:
             yield raw, False
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
     """Up to ``n`` bytes, fewer only at the end of the stream."""
     parts = []
     while n > 0:
@@ -230,7 +230,7 @@ def read_idx(
 
 
 def _read_idx_stream(
-    stream: BinaryIO, path: Path, magic: int, start: int, stop: int | None
+    stream: IO[bytes], path: Path, magic: int, start: int, stop: int | None
 ) -> IdxBlock:
     head = _read_exact(stream, 4)
     if len(head) < 4:
@@ -430,6 +430,7 @@ def _download_file(name: str, stem: str, dest: Path, urls: list[str]) -> list[st
             log.info("downloaded %s to %s", url, dest)
             return []
         except (OSError, ValueError, http.client.HTTPException) as exc:
+            reason: object
             if isinstance(exc, urllib.error.HTTPError):
                 reason = f"HTTP {exc.code} {exc.reason}"
             else:
@@ -495,7 +496,7 @@ def _sample_folder() -> Path:
 
 def _npy_header(
     zf: zipfile.ZipFile, member: str, path: Path, key: str
-) -> tuple[BinaryIO, tuple[int, ...], bool, np.dtype]:
+) -> tuple[IO[bytes], tuple[int, ...], bool, np.dtype]:
     """Open ``member`` of ``zf`` positioned at the array data; also its shape, order and dtype."""
     f = zf.open(member)
     version = np.lib.format.read_magic(f)
@@ -511,7 +512,7 @@ def _npy_header(
 
 
 def _npy_rows(
-    f: BinaryIO, shape: tuple, fortran: bool, dtype: np.dtype, start: int, stop: int, where: str
+    f: IO[bytes], shape: tuple, fortran: bool, dtype: np.dtype, start: int, stop: int, where: str
 ) -> np.ndarray:
     """Rows ``start:stop`` of the array whose data ``f`` is positioned at, read-only, in its stored dtype."""
     row = int(np.prod(shape[1:], dtype=np.int64))
