@@ -40,6 +40,7 @@ import os
 import re
 import struct
 import tempfile
+import typing
 import urllib.error
 import urllib.request
 import zipfile
@@ -175,7 +176,7 @@ def _open_maybe_gzip(path: Path) -> Iterator[tuple[IO[bytes], bool]]:
         raw.seek(0)
         if gzipped:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                yield stream, True
+                yield typing.cast(IO[bytes], stream), True
         else:
             yield raw, False
 
