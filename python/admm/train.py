@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _mpi
 from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
-from .data import load_dataset
+from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
 from .network import ACTIVATIONS, DTYPES, LOSSES, ADMMNetwork
 
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     baseline = peak_rss_bytes()  # interpreter, numpy, MPI: before any data
 
     # Local problems first (outputs, data), agreed before any other collective.
-    messages = []
+    messages: list[str | None] = []
     writer = None
     if rank == 0:
         if args.save is not None:
@@ -378,6 +378,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 messages.append(message and f"cannot write --metrics {args.metrics}: {message}")
     if args.checkpoint is not None:
         messages.append(check_writable_dir(args.checkpoint))
+    if rank == 0 and args.data in ("mnist", "fashion-mnist"):
+        # Rank 0 finds (or downloads) the files first, so N ranks do not
+        # download at once; the others then find them, unless their cache is
+        # node-local, where they download their own copy.
+        _, message = _attempt(lambda: locate(args.data, args.data_dir, download=True))
+        messages.append(message)
+    comm.raise_if_any("; ".join(m for m in messages if m) or None)
+    messages = []
     dataset, message = _attempt(
         lambda: load_dataset(
             args.data, args.data_dir, rank=rank, size=size, dtype=args.dtype, download=True
