@@ -33,8 +33,13 @@ from reference_admm import ReferenceADMM
 
 PARAMS = {"activation": "hardsigmoid", "loss": "hinge", "beta": 0.2, "gamma": 20.0, "warmup": 0}
 #: Agreement of the weights after one iteration with the float64 reference,
-#: relative to each weight matrix's largest entry.
-WEIGHT_RTOL = {"float64": 1e-6, "float32": 1e-2}
+#: relative to each weight matrix's largest entry. float32's W_1 comes from a
+#: nearly singular input Gram (seen: 5e-3 at 2,000 samples); a wrong
+#: iteration is off by O(1).
+WEIGHT_RTOL = {"float64": 1e-6, "float32": 3e-2}
+#: The reference takes about a minute per iteration at the MNIST size on a
+#: loaded machine: more than pytest-timeout's default for the project.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
