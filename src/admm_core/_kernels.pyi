@@ -4,24 +4,38 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 def hidden_z_update(
-    z: FloatArray, a: FloatArray, gamma: float, beta: float,
+    z: FloatArray,
+    a: FloatArray,
+    gamma: float,
+    beta: float,
     activation: str = "hardsigmoid",
 ) -> tuple[float, float]: ...
 def apply_activation(
     z: FloatArray, out: FloatArray, scale: float = 1.0, activation: str = "hardsigmoid"
 ) -> FloatArray: ...
 def output_hinge_update(
-    z: FloatArray, lam: FloatArray, labels: npt.ArrayLike, beta: float,
+    z: FloatArray,
+    lam: FloatArray,
+    labels: npt.ArrayLike,
+    beta: float,
     update_multiplier: bool,
 ) -> tuple[float, float, float]: ...
 def output_squared_update(
-    z: FloatArray, lam: FloatArray, targets: FloatArray, beta: float,
+    z: FloatArray,
+    lam: FloatArray,
+    targets: FloatArray,
+    beta: float,
     update_multiplier: bool,
 ) -> tuple[float, float, float]: ...
 def glorot_uniform(out: FloatArray, bit_generator: np.random.BitGenerator) -> FloatArray: ...
 def matmul(
-    a: FloatArray, b: FloatArray, out: FloatArray, transpose_a: bool = False,
-    transpose_b: bool = False, alpha: float = 1.0, beta: float = 0.0,
+    a: FloatArray,
+    b: FloatArray,
+    out: FloatArray,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    alpha: float = 1.0,
+    beta: float = 0.0,
 ) -> FloatArray: ...
 def cross(
     z: FloatArray, a: FloatArray, out: FloatArray, alpha: float = 1.0, beta: float = 0.0
