@@ -12,7 +12,7 @@ import pytest
 from admm import checkpoint as ck
 from admm._mpi import Communicator
 from admm.network import ADMMNetwork
-from conftest import run_mpi
+from mpirun import run_mpi
 from test_cli import LAYERS, TIMEOUT, assert_clean_error, make_npz, read_metrics, train
 
 CONFIG = {"layers": [6, 5, 2], "seed": 0}

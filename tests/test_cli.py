@@ -17,7 +17,7 @@ import pytest
 from admm.metrics import memory_breakdown
 from admm.network import ADMMNetwork
 from admm.train import RelativeChangeRule, width_mismatch
-from conftest import run_mpi
+from mpirun import run_mpi
 
 LAYERS = "20,16,3"
 TIMEOUT = 60

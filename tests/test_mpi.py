@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_mpi
+from mpirun import run_mpi
 from reference_admm import ReferenceADMM, forward
 
 PROGRAMS = Path(__file__).resolve().parent / "mpi_programs"
