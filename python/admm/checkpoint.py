@@ -27,14 +27,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_savez, atomic_write_text, unwritable_reason
 from ._mpi import Communicator
-from .network import atomic_savez
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -72,34 +71,6 @@ def array_sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a synced temporary file and a rename. Local."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        # mkstemp creates mode 0600; a manifest gets the usual umask mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (not possible on every platform).
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def check_writable_dir(directory: str | os.PathLike) -> str | None:
     """Create ``directory`` if needed and write a probe file in it. Local.
 
@@ -108,12 +79,10 @@ def check_writable_dir(directory: str | os.PathLike) -> str | None:
     directory = os.fspath(directory)
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         return f"cannot write to checkpoint folder {directory}: {exc.strerror or exc}"
-    return None
+    reason = unwritable_reason(directory)
+    return reason and f"cannot write to checkpoint folder {directory}: {reason}"
 
 
 def save_checkpoint(

@@ -9,10 +9,8 @@ collectives go through :mod:`admm._mpi`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -33,6 +31,7 @@ from admm_core import (
     output_squared_update,
 )
 
+from ._files import atomic_savez
 from ._mpi import Communicator
 
 ACTIVATIONS = ("hardsigmoid", "relu")
@@ -732,33 +731,6 @@ def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:
             f"the Gram matrix of layer {layer} plus the ridge rho={rho:.3g} is not "
             f"positive definite ({exc}); pass a larger rho"
         ) from None
-
-
-def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
-    """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically.
-
-    A temporary file in the same folder is written, flushed to disk and
-    renamed over ``path``, so readers see the old file or the new one, never
-    a mix. ``path`` is used as given (no ``.npz`` is appended).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        # mkstemp creates the file 0600; give it the permissions of an
-        # ordinary new file so a group can read the models it shares.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: str | os.PathLike) -> ADMMNetwork:

@@ -24,13 +24,13 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 
 from . import _mpi
+from ._files import unwritable_reason
 from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
 from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
@@ -288,13 +288,8 @@ def check_output_file(path: str, flag: str) -> str | None:
     if os.path.isdir(path):
         return f"{flag} {path} is a folder, not a file"
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return f"cannot write {flag} {path}: {exc.strerror or exc} ({folder})"
-    return None
+    reason = unwritable_reason(folder)
+    return reason and f"cannot write {flag} {path}: {reason} ({folder})"
 
 
 def _attempt(action: Callable[[], Any]) -> tuple[Any, str | None]:
