@@ -712,6 +712,7 @@ class _State:
             gram(w64.T, small, alpha=b)
             cholesky_factor(small, shift=g)
             t = self.woodbury[l - 1]
+            assert t is not None  # allocated for every layer that uses Woodbury
             matmul(a, w, t, transpose_b=True)
             cholesky_solve(small.astype(net.dtype, copy=False), t)
             matmul(t, w, a, alpha=-b / g, beta=1.0 / g)
