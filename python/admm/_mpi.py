@@ -106,6 +106,29 @@ class Communicator:
         """Wait for every rank. Collective."""
         self._comm.Barrier()
 
+    # Point-to-point and broadcast for the split-independent tree sums
+    # (admm._blocksum): buffers only.
+
+    def isend(self, buf: np.ndarray, dest: int, tag: int) -> Any:
+        """Start sending ``buf`` to rank ``dest``; do not touch ``buf`` before :meth:`wait_all`."""
+        return self._comm.Isend(buf, dest=dest, tag=tag)
+
+    def recv(self, buf: np.ndarray, source: int, tag: int) -> np.ndarray:
+        """Receive into ``buf`` what rank ``source`` sent with ``tag`` (blocking)."""
+        self._comm.Recv(buf, source=source, tag=tag)
+        return buf
+
+    def wait_all(self, requests: Sequence[Any]) -> None:
+        """Wait until the sends started by :meth:`isend` have completed."""
+        if requests:
+            self._mpi.Request.Waitall(list(requests))
+
+    def broadcast_inplace(self, buf: np.ndarray, root: int) -> np.ndarray:
+        """Replace ``buf`` on every rank by rank ``root``'s ``buf``. Collective."""
+        if self.size > 1:
+            self._comm.Bcast(buf, root=root)
+        return buf
+
 
 @contextlib.contextmanager
 def abort_on_error(debug: bool = False) -> Iterator[None]:

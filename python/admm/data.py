@@ -137,19 +137,28 @@ class Dataset:
     train_range: tuple[int, int]
 
 
-def block_range(n: int, rank: int, size: int) -> tuple[int, int]:
-    """Contiguous block of n items for rank of size: sizes differ by at most one (first n % size ranks get one more).
+def block_range(n: int, rank: int, size: int, block: int = 1) -> tuple[int, int]:
+    """Contiguous share of n items for rank of size, in whole blocks of ``block`` items.
 
-    Returns ``(start, stop)``, global indices ``start <= i < stop``; the blocks
+    The ``ceil(n / block)`` blocks (the last one may be shorter) are dealt out
+    in order, as evenly as possible: the first ``n_blocks % size`` ranks get
+    one block more. ``block=1`` splits single items (sizes differ by at most
+    one); a larger ``block`` gives the block-aligned split that
+    ``ADMMNetwork(deterministic=True, block_size=block)`` needs.
+
+    Returns ``(start, stop)``, global indices ``start <= i < stop``; the ranges
     of ranks ``0 .. size - 1`` tile ``0 .. n`` in order.
     """
     if size < 1 or not 0 <= rank < size:
         raise ValueError(f"need 0 <= rank < size and size >= 1, got rank={rank}, size={size}")
     if n < 0:
         raise ValueError(f"number of items must be >= 0, got {n}")
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
+    if block < 1:
+        raise ValueError(f"block must be a positive number of items, got {block}")
+    base, extra = divmod(-(-n // block), size)
+    first = rank * base + min(rank, extra)
+    stop = first + base + (1 if rank < extra else 0)
+    return min(first * block, n), min(stop * block, n)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from admm_core import (
     output_squared_update,
 )
 
+from ._blocksum import BlockLayout, TreeSum
 from ._files import atomic_savez
 from ._mpi import Communicator
 
@@ -46,6 +47,11 @@ DTYPES = ("float64", "float32")
 RHO_RELATIVE = 1e-6
 
 MODEL_FORMAT_VERSION = 1
+
+#: Samples per block of the split-independent sums (``deterministic=True``):
+#: ranks must hold whole blocks, so it bounds the load imbalance; smaller
+#: blocks cost more tree additions (docs/determinism.md).
+BLOCK_SIZE = 256
 
 #: Rows per block of the forward pass in ``decision_function``: bounds its
 #: temporaries to a few MB whatever the number of samples.
@@ -131,6 +137,8 @@ class ADMMNetwork:
         seed: int = 0,
         weights: Sequence[np.ndarray] | None = None,
         comm: Any = None,
+        deterministic: bool = False,
+        block_size: int = BLOCK_SIZE,
     ) -> None:
         layers = tuple(layers)
         if len(layers) < 2 or any(
@@ -163,6 +171,18 @@ class ADMMNetwork:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
+        if not isinstance(deterministic, bool | np.bool_):
+            raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
+        self.deterministic = bool(deterministic)
+        if (
+            isinstance(block_size, bool)
+            or not isinstance(block_size, int | np.integer)
+            or block_size < 1
+        ):
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        self.block_size = int(block_size)
+        self._layout: BlockLayout | None = None
+        self._tree: TreeSum | None = None
         self._initial_weights = None if weights is None else self._check_weights(weights)
         self._comm_arg = comm
         self._comm: Communicator | None = None
@@ -239,6 +259,14 @@ class ADMMNetwork:
         if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
             y_val = self._val_labels(y_val)
+        self._layout = None
+        if self.deterministic:
+            # Global sample offsets follow from the local counts in rank order.
+            counts = [int(c) for c in comm.gather_values(float(X.shape[0]))]
+            layout = BlockLayout(counts, comm.rank, self.block_size)
+            comm.raise_if_any(layout.misaligned())
+            self._layout = layout
+        self._tree = None  # built for this layout at the first sum
         if warm_start and self._state is not None:
             message = None
             if self._state.X.shape != X.shape:
@@ -411,6 +439,33 @@ class ADMMNetwork:
             raise RuntimeError("the ridge is chosen when training starts")
         return self.rho_[l - 1]
 
+    def _row_blocks(self) -> list[slice]:
+        """This rank's rows as summed: all at once, or one slice per global block."""
+        if self._layout is None:
+            return [slice(None)]
+        return [rows for _, rows in self._layout.local_blocks()]
+
+    def _sample_sum(self, leaf: Callable[[int, slice, np.ndarray], None], out: np.ndarray):
+        """Fill ``out`` with a sum over all ranks' samples. Collective.
+
+        ``leaf(i, rows, buf)`` fills ``buf`` (``out``'s shape and dtype) with
+        the sum over the local rows ``rows = _row_blocks()[i]``. Without
+        ``deterministic`` that is one call on all local rows and one
+        Allreduce; with it one call per block of ``block_size`` global
+        samples, the block sums added along the fixed tree of
+        :mod:`admm._blocksum`, so ``out`` does not depend on the split.
+        """
+        comm = self._communicator()
+        layout = self._layout
+        if layout is None:
+            leaf(0, slice(None), out)
+            return comm.sum_inplace(out)
+        if self._tree is None or self._tree.layout is not layout:
+            self._tree = TreeSum(layout, comm)
+        blocks = layout.local_blocks()
+        first = layout.first
+        return self._tree(lambda b, buf: leaf(b - first, blocks[b - first][1], buf), out)
+
     def _communicator(self) -> Communicator:
         if self._comm is None:
             self._comm = Communicator(self._comm_arg)
@@ -427,6 +482,8 @@ class ADMMNetwork:
             self.warmup,
             self.dtype.name,
             self.seed,
+            self.deterministic,
+            self.block_size,
         )
 
     def _config_mismatch(self, comm: Communicator) -> str | None:
@@ -546,7 +603,6 @@ class ADMMNetwork:
 
     def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
         """Glorot (or given) weights, a forward pass, lam = 0. Collective."""
-        comm = self._communicator()
         self._weights = self._starting_weights()
         m = X.shape[0]
         a = [X]
@@ -560,7 +616,10 @@ class ADMMNetwork:
         lam = np.zeros((m, self.layers[-1]), dtype=self.dtype)
         if self.rho is None:
             # Mean diagonal of each Gram a_{l-1} a_{l-1}^T is ||a_{l-1}||_F^2 / n_{l-1}.
-            sq = comm.sum_values([float(np.vdot(v, v)) for v in a])
+            def squares(i: int, rows: slice, out: np.ndarray) -> None:
+                out[:] = [float(np.vdot(v[rows], v[rows])) for v in a]
+
+            sq = self._sample_sum(squares, np.empty(len(a)))
             self.rho_ = tuple(
                 float(RHO_RELATIVE * max(s / n, np.finfo(np.float64).tiny))
                 for s, n in zip(sq, self.layers[:-1], strict=True)
@@ -583,7 +642,9 @@ class ADMMNetwork:
         # Local objective terms: gamma_l ||a_l - h(z_l)||^2 and
         # beta_l ||z_l - W_l a_{l-1}||^2 per hidden layer, the output layer's
         # loss + <z_L, lam> + beta_L ||z_L - W_L a_{L-1}||^2, and that residual.
-        terms = np.zeros(2 * (L - 1) + 2)
+        # One row of terms per summation block (one row without deterministic).
+        blocks = self._row_blocks()
+        terms = np.zeros((len(blocks), 2 * (L - 1) + 2))
         for l in range(1, L + 1):
             a_prev = s.a[l - 1]
             self._weights[l - 1] = s.solve_weights(l)  # (1), (4)
@@ -591,17 +652,29 @@ class ADMMNetwork:
             if l < L:
                 s.update_activation(l)  # (2)
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (3)
-                act, pen = hidden_z_update(
-                    zl, s.a[l], self.gamma[l - 1], self.beta[l - 1], self.activation
-                )
-                terms[2 * (l - 1)] = self.gamma[l - 1] * act
-                terms[2 * (l - 1) + 1] = self.beta[l - 1] * pen
+                for i, rows in enumerate(blocks):
+                    act, pen = hidden_z_update(
+                        zl[rows],
+                        s.a[l][rows],
+                        self.gamma[l - 1],
+                        self.beta[l - 1],
+                        self.activation,
+                    )
+                    terms[i, 2 * (l - 1)] = self.gamma[l - 1] * act
+                    terms[i, 2 * (l - 1) + 1] = self.beta[l - 1] * pen
             else:
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
                 update = output_hinge_update if self.loss == "hinge" else output_squared_update
-                loss, dot, res = update(zl, s.lam, s.targets, self.beta[-1], t >= self.warmup)
-                terms[-2:] = (loss + dot + self.beta[-1] * res, res)
-        total = self._communicator().sum_inplace(terms)
+                for i, rows in enumerate(blocks):
+                    loss, dot, res = update(
+                        zl[rows], s.lam[rows], s.targets[rows], self.beta[-1], t >= self.warmup
+                    )
+                    terms[i, -2:] = (loss + dot + self.beta[-1] * res, res)
+
+        def block_terms(i: int, rows: slice, out: np.ndarray) -> None:
+            out[:] = terms[i]
+
+        total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
         ridge = sum(
             self.beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
             for i, w in enumerate(self._weights)
@@ -663,26 +736,29 @@ class _State:
     def _input_gram_factor(self) -> np.ndarray:
         """Cholesky factor of the reduced input Gram plus ridge. Collective."""
         n0 = self.net.layers[0]
-        comm = self.net._communicator()
         g = np.empty((n0, n0), dtype=self.net.dtype)
-        gram(self.a[0], g)
-        comm.sum_inplace(g)
+        self.net._sample_sum(lambda i, rows, out: gram(self.a[0][rows], out), g)
         factor = g.astype(np.float64)
         return _factor_with_ridge(factor, self.net._layer_rho(1), layer=1)
 
     def solve_weights(self, l: int) -> np.ndarray:
         """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho_l I)^{-1}. Collective.
 
-        One Allreduce of the local cross term (and Gram, for l > 1).
+        One sum over samples (:meth:`ADMMNetwork._sample_sum`) of the cross
+        term and, for l > 1, the Gram, packed in one buffer.
         """
         net = self.net
         n_out, n_in = net.layers[l], net.layers[l - 1]
         buf = self.reduce_buffers[l - 1]
+        z, a = self.z[l - 1], self.a[l - 1]
+
+        def products(i: int, rows: slice, out: np.ndarray) -> None:
+            cross(z[rows], a[rows], out[: n_out * n_in].reshape(n_out, n_in))
+            if l > 1:
+                gram(a[rows], out[n_out * n_in :].reshape(n_in, n_in))
+
+        net._sample_sum(products, buf)
         c = buf[: n_out * n_in].reshape(n_out, n_in)
-        cross(self.z[l - 1], self.a[l - 1], c)
-        if l > 1:
-            gram(self.a[l - 1], buf[n_out * n_in :].reshape(n_in, n_in))
-        net._communicator().sum_inplace(buf)
         if l == 1:
             if self.input_factor is None:
                 self.input_factor = self._input_gram_factor()
