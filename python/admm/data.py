@@ -338,14 +338,14 @@ def _read_known(
 
 
 def _load_idx_folder(
-    name: str, folder: Path, rank: int, size: int, dtype: np.dtype, source: str
+    name: str, folder: Path, rank: int, size: int, dtype: np.dtype, source: str, block: int = 1
 ) -> Dataset:
     """Read this rank's block of the four IDX files of a known data set in ``folder``."""
     splits = []
     for images_stem, labels_stem in ((IDX_FILES[0], IDX_FILES[1]), (IDX_FILES[2], IDX_FILES[3])):
         # Labels are small: every rank reads them all (n_classes needs them).
         y = _read_known(name, folder, labels_stem, LABELS_MAGIC, 0, None)
-        start, stop = block_range(y.count, rank, size)
+        start, stop = block_range(y.count, rank, size, block)
         X = _read_known(name, folder, images_stem, IMAGES_MAGIC, start, stop)
         if X.count != y.count:
             raise DataError(f"{X.path} holds {X.count} images but {y.path} holds {y.count} labels")
@@ -575,12 +575,12 @@ def _to_features(block: np.ndarray, dtype: np.dtype, where: str, offset: int) ->
     return X
 
 
-def _load_npz(path: Path, rank: int, size: int, dtype: np.dtype) -> Dataset:
+def _load_npz(path: Path, rank: int, size: int, dtype: np.dtype, block: int = 1) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
         with zipfile.ZipFile(path) as zf, contextlib.ExitStack() as stack:
-            return _read_npz(zf, path, rank, size, dtype, stack)
+            return _read_npz(zf, path, rank, size, dtype, stack, block)
     except DataError:
         raise
     except (
@@ -607,6 +607,7 @@ def _read_npz(
     size: int,
     dtype: np.dtype,
     stack: contextlib.ExitStack,
+    block: int = 1,
 ) -> Dataset:
     members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
     for key in ("X_train", "y_train"):
@@ -649,7 +650,7 @@ def _read_npz(
         y = _check_labels(
             _npy_rows(*head[f"y_{split}"], 0, m, f"{path}: y_{split}"), f"{path}: y_{split}"
         )
-        start, stop = block_range(m, rank, size)
+        start, stop = block_range(m, rank, size, block)
         raw = _npy_rows(*head[f"X_{split}"], start, stop, f"{path}: X_{split}")
         X = _to_features(raw, dtype, f"{path}: X_{split}", start)
         blocks[split] = (X, y[start:stop], y, (start, stop))
@@ -681,6 +682,7 @@ def load_dataset(
     size: int = 1,
     dtype="float64",
     download: bool = True,
+    block: int = 1,
 ) -> Dataset:
     """Load this rank's block of a data set (local: no MPI; call it on every rank).
 
@@ -697,24 +699,26 @@ def load_dataset(
       and optionally ``X_test``, ``y_test``: X any real dtype, finite; labels
       integers >= 0. Values are converted to ``dtype``, not scaled.
 
-    Each rank keeps rows :func:`block_range` ``(n, rank, size)`` of the
+    Each rank keeps rows :func:`block_range` ``(n, rank, size, block)`` of the
     training and of the test set as C-contiguous ``dtype`` (float32 or
-    float64) arrays; IDX pixels are scaled to [0, 1]. Raises
-    :class:`DataError` for every problem with the files or the data.
+    float64) arrays; IDX pixels are scaled to [0, 1]. ``block > 1`` deals out
+    whole blocks of ``block`` samples, as ``ADMMNetwork(deterministic=True,
+    block_size=block)`` needs. Raises :class:`DataError` for every problem
+    with the files or the data.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    block_range(0, rank, size)  # validates rank and size
+    block_range(0, rank, size, block)  # validates rank, size and block
     if data is None:
         looked = []
         for folder in search_folders("mnist", data_dir):
             state = _folder_state(folder)
             if state is None:
-                return _load_idx_folder("mnist", folder, rank, size, dtype, str(folder))
+                return _load_idx_folder("mnist", folder, rank, size, dtype, str(folder), block)
             looked.append(str(folder))
         dataset = _load_idx_folder(
-            "mnist-sample", _sample_folder(), rank, size, dtype, "embedded sample"
+            "mnist-sample", _sample_folder(), rank, size, dtype, "embedded sample", block
         )
         dataset.source = (
             f"embedded sample ({SAMPLE_DESCRIPTION}): full MNIST was not found in "
@@ -724,14 +728,14 @@ def load_dataset(
         return dataset
     if data in ("mnist", "fashion-mnist"):
         folder = locate(data, data_dir, download)
-        return _load_idx_folder(data, folder, rank, size, dtype, str(folder))
+        return _load_idx_folder(data, folder, rank, size, dtype, str(folder), block)
     if data == "mnist-sample":
         folder = _sample_folder()
         return _load_idx_folder(
-            data, folder, rank, size, dtype, f"embedded sample ({SAMPLE_DESCRIPTION})"
+            data, folder, rank, size, dtype, f"embedded sample ({SAMPLE_DESCRIPTION})", block
         )
     if str(data).endswith(".npz"):
-        return _load_npz(Path(data), rank, size, dtype)
+        return _load_npz(Path(data), rank, size, dtype, block)
     raise DataError(
         f"unknown data {data!r}: expected one of {', '.join(BUILTIN)} or a path ending in .npz"
     )

@@ -1,14 +1,17 @@
 """Train on this rank's block-aligned share of a fixed data set; record the result.
 
-Usage: python fit_determinism.py OUTDIR M ITERATIONS DTYPE DETERMINISTIC [SPLIT]
+Usage: python fit_determinism.py OUTDIR M ITERATIONS DTYPES DETERMINISTIC [SPLIT]
 
-Every rank builds the same seeded data set of M samples. ``DETERMINISTIC``
+Every rank builds the same seeded data set of M samples and trains one
+network per dtype in DTYPES (comma-separated, e.g. ``float64,float32``). ``DETERMINISTIC``
 is ``1`` or ``0`` (the ``deterministic`` option). ``SPLIT`` is ``even``
 (default: ``admm.data.block_range`` with ``block=BLOCK``) or comma-separated
-block counts per rank, e.g. ``0,7,0,12`` (ranks may hold no block). Rank 0
-writes ``OUTDIR/result.npz`` with ``counts`` (samples per rank),
-``w<l>_rank<r>`` (each rank's final weights), ``rho``, ``objective`` and
-``residual`` (the history) and ``val_accuracy``.
+block counts per rank, e.g. ``0,7,0,12`` (ranks may hold no block), or
+``rows:`` and comma-separated sample counts per rank (e.g. ``rows:150,150``,
+not whole blocks: fit must refuse it in deterministic mode). Rank 0
+writes ``OUTDIR/result.npz`` with ``counts`` (samples per rank) and, per
+dtype, ``<dtype>_w<l>_rank<r>`` (each rank's final weights), ``<dtype>_rho``
+and the history ``<dtype>_objective``, ``_residual``, ``_val_accuracy``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def make_data(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     out, m, iterations = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    dtype, deterministic = sys.argv[4], sys.argv[5] == "1"
+    dtypes, deterministic = sys.argv[4].split(","), sys.argv[5] == "1"
     split = sys.argv[6] if len(sys.argv) > 6 else "even"
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -44,42 +47,46 @@ def main() -> None:
     X, y = make_data(m)
     if split == "even":
         start, stop = block_range(m, rank, size, block=BLOCK)
+    elif split.startswith("rows:"):  # samples per rank, not necessarily whole blocks
+        rows = np.cumsum([0, *(int(c) for c in split[5:].split(","))])
+        start, stop = int(rows[rank]), int(rows[rank + 1])
     else:
         blocks = [int(b) for b in split.split(",")]
         assert len(blocks) == size, "one block count per rank"
         edges = np.minimum(np.cumsum([0, *blocks]) * BLOCK, m)
         start, stop = int(edges[rank]), int(edges[rank + 1])
-    net = ADMMNetwork(
-        LAYERS,
-        beta=[1.0, 1.0, 1.0],
-        gamma=[10.0, 10.0],
-        warmup=5,
-        dtype=dtype,
-        seed=3,
-        deterministic=deterministic,
-        block_size=BLOCK,
-    )
-    net.fit(
-        X[start:stop],
-        y[start:stop],
-        iterations=iterations,
-        X_val=X[start:stop],
-        y_val=y[start:stop],
-    )
-
     counts = world.gather(stop - start, root=0)
-    weights = world.gather([np.array(w) for w in net.weights], root=0)
-    if rank == 0:
-        arrays = {
-            "counts": np.array(counts),
-            "rho": np.array(net.rho_),
-            "objective": np.array([h["objective"] for h in net.history]),
-            "residual": np.array([h["residual"] for h in net.history]),
-            "val_accuracy": np.array([h["val_accuracy"] for h in net.history]),
+    arrays: dict[str, np.ndarray] = {"counts": np.array(counts)}
+    for dtype in dtypes:
+        net = ADMMNetwork(
+            LAYERS,
+            beta=[1.0, 1.0, 1.0],
+            gamma=[10.0, 10.0],
+            warmup=5,
+            dtype=dtype,
+            seed=3,
+            deterministic=deterministic,
+            block_size=BLOCK,
+        )
+        net.fit(
+            X[start:stop],
+            y[start:stop],
+            iterations=iterations,
+            X_val=X[start:stop],
+            y_val=y[start:stop],
+        )
+        weights = world.gather([np.array(w) for w in net.weights], root=0)
+        history = {
+            key: np.array([h[key] for h in net.history])
+            for key in ("objective", "residual", "val_accuracy")
         }
-        for r in range(size):
-            for l, w in enumerate(weights[r]):
-                arrays[f"w{l}_rank{r}"] = w
+        arrays.update({f"{dtype}_{k}": v for k, v in history.items()})
+        arrays[f"{dtype}_rho"] = np.array(net.rho_)
+        if rank == 0:
+            for r in range(size):
+                for l, w in enumerate(weights[r]):
+                    arrays[f"{dtype}_w{l}_rank{r}"] = w
+    if rank == 0:
         np.savez(out / "result.npz", **arrays)
 
 
