@@ -9,6 +9,7 @@ collectives go through :mod:`admm._mpi`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -46,7 +47,10 @@ DTYPES = ("float64", "float32")
 #: float64 (on MNIST float32 Grams stay positive definite with it).
 RHO_RELATIVE = 1e-6
 
-MODEL_FORMAT_VERSION = 1
+#: Model files: version 2 adds ``sha256``, a checksum of all other arrays
+#: (names, dtypes, shapes and bytes). Version 1 files (no checksum) are still read.
+MODEL_FORMAT_VERSION = 2
+_MODEL_VERSIONS_READ = (1, 2)
 
 #: Samples per block of the split-independent sums (``deterministic=True``):
 #: ranks must hold whole blocks, so it bounds the load imbalance; smaller
@@ -58,6 +62,27 @@ BLOCK_SIZE = 256
 PREDICT_BLOCK = 4096
 
 Callback = Callable[["ADMMNetwork", dict], Any]
+
+
+class NumericalError(ArithmeticError):
+    """Training produced NaN or inf, or a Gram matrix that the ridge cannot fix.
+
+    Raised by :meth:`ADMMNetwork.fit` on every rank at once: it is decided from
+    reduced sums and from the weights, which are identical on all ranks, so no
+    rank is left waiting in a collective. ``iteration`` (counted from 1) and
+    ``layer`` (1-based, None when unknown) say where. The network's state is
+    that of the failed iteration: do not continue it with ``warm_start``.
+    """
+
+    #: Every rank raises it together (see :func:`admm._mpi.abort_on_error`).
+    admm_all_ranks = True
+    #: Exit status of the programs for a numerical failure.
+    admm_exit_status = 3
+
+    def __init__(self, message: str, iteration: int, layer: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.layer = layer
 
 
 def _per_layer(value: Any, count: int, name: str) -> tuple[float, ...]:
@@ -279,11 +304,19 @@ class ADMMNetwork:
             self._state.targets = y
         else:
             self._initialize(X, y)
+            self._check_ridge()
         state = self._state
         assert state is not None
         for t in range(self.n_iter_, iterations):
             started = time.perf_counter()
-            objective, residual = self._iterate(t)
+            try:
+                objective, residual = self._iterate(t)
+            except np.linalg.LinAlgError as exc:
+                # The factored matrices are reduced sums or built from the
+                # weights, identical on every rank: every rank fails here.
+                raise NumericalError(
+                    f"numerical failure at iteration {t + 1}: {exc}", t + 1
+                ) from None
             # Training time only: validation and the callback (checkpoints,
             # logging) are not counted.
             state.elapsed += time.perf_counter() - started
@@ -367,6 +400,7 @@ class ADMMNetwork:
         }
         for i, w in enumerate(self._weights):
             arrays[f"W{i + 1}"] = w
+        arrays["sha256"] = np.array(_model_sha256(arrays))
         atomic_savez(path, arrays)
 
     def get_state(self) -> dict[str, Any]:
@@ -675,12 +709,73 @@ class ADMMNetwork:
             out[:] = terms[i]
 
         total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
-        ridge = sum(
+        ridges = [
             self.beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
             for i, w in enumerate(self._weights)
-        )
-        objective = float(total[:-1].sum() + ridge)
+        ]
+        objective = float(total[:-1].sum() + sum(ridges))
+        # One test of two floats per iteration: NaN or inf anywhere in the
+        # weights or in any rank's a, z or lam reaches the objective or the
+        # residual, which are reduced sums and so agree on every rank.
+        if not (math.isfinite(objective) and math.isfinite(total[-1])):
+            raise self._numerical_failure(t, total, ridges)
         return objective, math.sqrt(max(float(total[-1]), 0.0))
+
+    def _numerical_failure(
+        self, t: int, total: np.ndarray, ridges: Sequence[float]
+    ) -> NumericalError:
+        """The error for a non-finite objective of iteration ``t``, naming the
+        first layer (in update order) where NaN or inf shows. Local, but every
+        rank reaches the same verdict from the same reduced sums and weights."""
+        L = len(self._weights)
+
+        def kind(value: Any) -> str:
+            return "NaN" if np.isnan(value).any() else "inf"
+
+        problem = (L, f"the residual ||z_{L} - W_{L} a_{L - 1}||^2 is {kind(total[-1])}")
+        for l in range(L, 0, -1):  # the first failing layer wins
+            w = self._weights[l - 1]
+            parts: list[tuple[float, str]] = []
+            if l < L:
+                parts += [
+                    (total[2 * (l - 1)], f"gamma_{l} ||a_{l} - h(z_{l})||^2"),
+                    (total[2 * (l - 1) + 1], f"beta_{l} ||z_{l} - W_{l} a_{l - 1}||^2"),
+                ]
+            else:
+                parts.append(
+                    (
+                        total[-2],
+                        f"the output term (loss + <z_{L}, lam> + beta_{L} "
+                        f"||z_{L} - W_{L} a_{L - 1}||^2)",
+                    )
+                )
+            parts.append((ridges[l - 1], f"the ridge term beta_{l} rho_{l} ||W_{l}||^2"))
+            for value, name in reversed(parts):
+                if not math.isfinite(value):
+                    problem = (l, f"{name} is {kind(value)}")
+            if not np.all(np.isfinite(w)):
+                problem = (l, f"the weights W_{l} contain {kind(w)}")
+        layer, what = problem
+        return NumericalError(
+            f"numerical failure at iteration {t + 1}, layer {layer}: {what} "
+            f"({self.dtype.name} overflow or NaN: scale the data to smaller values, "
+            "or lower beta and gamma)",
+            t + 1,
+            layer,
+        )
+
+    def _check_ridge(self) -> None:
+        """Refuse a ridge that is not finite (the automatic one overflows when
+        the squared data do). Every rank decides alike from reduced sums."""
+        for l, r in enumerate(self.rho_ or (), start=1):
+            if not (math.isfinite(r) and r > 0):
+                raise NumericalError(
+                    f"numerical failure before iteration 1, layer {l}: the ridge rho_{l} is "
+                    f"{r:g} (the squared inputs of layer {l} overflow {self.dtype.name}: scale "
+                    "the data to smaller values, or pass a rho)",
+                    0,
+                    l,
+                )
 
 
 class _State:
@@ -810,6 +905,16 @@ def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:
         ) from None
 
 
+def _model_sha256(arrays: dict[str, Any]) -> str:
+    """Hex SHA-256 of a model's arrays: names, dtypes, shapes and bytes, by name."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{a.dtype.str}{a.shape}:".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
 def load(path: str | os.PathLike) -> ADMMNetwork:
     """Read a network written by :meth:`ADMMNetwork.save`. Local; needs no MPI.
 
@@ -827,10 +932,20 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
     if missing:
         raise ValueError(f"{os.fspath(path)} is not an admm model: missing {sorted(missing)}")
     version = int(data["format_version"])
-    if version != MODEL_FORMAT_VERSION:
+    if version not in _MODEL_VERSIONS_READ:
         raise ValueError(
-            f"{os.fspath(path)} has model format {version}; this admm reads {MODEL_FORMAT_VERSION}"
+            f"{os.fspath(path)} has model format {version}; this admm reads "
+            f"{', '.join(map(str, _MODEL_VERSIONS_READ))}"
         )
+    if version >= 2:
+        if "sha256" not in data:
+            raise ValueError(f"{os.fspath(path)} is not an admm model: missing ['sha256']")
+        saved = str(data.pop("sha256"))
+        if _model_sha256(data) != saved:
+            raise ValueError(
+                f"{os.fspath(path)} is corrupt: its arrays do not match the checksum "
+                "written with them (a damaged or edited model file)"
+            )
     layers = tuple(int(n) for n in data["layers"])
     weights = []
     for i in range(len(layers) - 1):
