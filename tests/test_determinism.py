@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import admm
 import numpy as np
 import pytest
 from admm import ADMMNetwork
@@ -231,3 +232,37 @@ def test_one_rank_deterministic_matches_its_own_blocks():
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ADMMNetwork((3, 2), **kwargs)
+
+
+@mpi
+def test_program_flag_gives_the_same_model_on_any_rank_count(tmp_path):
+    # 1000 samples: 4 blocks of BLOCK_SIZE (256) samples, the last 232; on 3
+    # ranks the program deals them out 2/1/1.
+    rng = np.random.default_rng(11)
+    X = rng.random((1100, 20))
+    y = np.argmax(X @ rng.standard_normal((20, 3)), axis=1)
+    data = tmp_path / "data.npz"
+    np.savez(data, X_train=X[:1000], y_train=y[:1000], X_test=X[1000:], y_test=y[1000:])
+    models = {}
+    for n in (1, 3):
+        model = tmp_path / f"model{n}.npz"
+        run_mpi(
+            n,
+            [
+                "-m",
+                "admm.train",
+                "--data",
+                str(data),
+                "--layers",
+                "20,16,3",
+                "--iterations",
+                "12",
+                "--deterministic",
+                "--save",
+                str(model),
+            ],
+            timeout=TIMEOUT,
+        )
+        models[n] = admm.load(model).weights
+    for w1, w3 in zip(models[1], models[3], strict=True):
+        assert np.array_equal(w1, w3)

@@ -34,7 +34,7 @@ from ._files import unwritable_reason
 from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
 from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
-from .network import ACTIVATIONS, DTYPES, LOSSES, ADMMNetwork
+from .network import ACTIVATIONS, BLOCK_SIZE, DTYPES, LOSSES, ADMMNetwork
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
 TOL_PATIENCE = 5
@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=0,
         help="seed of the Glorot-uniform initial weights",
+    )
+    n.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="results independent of the number of ranks, bit for bit (same machine "
+        f"type, BLAS and BLAS threads per rank): sums over samples in blocks of {BLOCK_SIZE}, "
+        "added along one fixed tree; see docs/determinism.md",
     )
     s = p.add_argument_group("stopping")
     s.add_argument(
@@ -383,7 +391,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     messages = []
     dataset, message = _attempt(
         lambda: load_dataset(
-            args.data, args.data_dir, rank=rank, size=size, dtype=args.dtype, download=True
+            args.data,
+            args.data_dir,
+            rank=rank,
+            size=size,
+            dtype=args.dtype,
+            download=True,
+            block=BLOCK_SIZE if args.deterministic else 1,
         )
     )
     messages.append(message)
@@ -403,6 +417,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warmup=args.warmup,
             dtype=args.dtype,
             seed=args.seed,
+            deterministic=args.deterministic,
         ),
     )
     X, labels = dataset.X_train, dataset.y_train
