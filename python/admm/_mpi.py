@@ -4,6 +4,14 @@ Everything else receives a :class:`Communicator`, a private duplicate of the
 caller's mpi4py communicator, so our messages never mix with the host
 program's. Buffers travel with the uppercase (buffer) calls; only small
 metadata (error messages, configuration checks) is pickled.
+
+``MPI.COMM_WORLD`` appears in three places only: :class:`Communicator` with
+``comm=None`` (the documented default), :func:`world_rank` (which rank prints
+a program's messages) and :func:`abort_on_error`'s ``MPI_Abort``. The last
+two serve the programs (``python -m admm.train``), which own the whole job:
+an error that only some ranks raise must end every process of the job, not
+just a sub-communicator, or ``mpiexec`` would wait for the others forever.
+A library caller that passes ``comm`` never reaches them.
 """
 
 from __future__ import annotations
@@ -67,11 +75,15 @@ class Communicator:
 
     def max_value(self, value: float) -> float:
         """Maximum of one float over the ranks. Collective."""
-        if self.size == 1:
-            return float(value)
-        buf = np.array([value], dtype=np.float64)
-        self._comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.MAX)
-        return float(buf[0])
+        return float(self.max_values([value])[0])
+
+    def max_values(self, values: Sequence[float]) -> np.ndarray:
+        """Element-wise maximum of a short float64 vector over the ranks
+        (one Allreduce). Collective."""
+        buf = np.array(values, dtype=np.float64)
+        if self.size > 1:
+            self._comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.MAX)
+        return buf
 
     def gather_values(self, value: float) -> np.ndarray:
         """All ranks' values of one float, in rank order, on every rank. Collective."""
@@ -139,6 +151,12 @@ def abort_on_error(debug: bool = False) -> Iterator[None]:
     with ``debug``) to stderr and calls ``MPI_Abort`` when more than one
     process runs, or exits with status 1 otherwise. ``SystemExit`` (argparse
     usage errors, explicit exits) keeps its own status.
+
+    An exception with a true ``admm_all_ranks`` attribute was raised by every
+    rank together (an agreed error): rank 0 prints it and every rank exits
+    normally with the exception's ``admm_exit_status`` (default 2), with no
+    abort. Only errors that every rank raises may carry it: a rank that exits
+    while the others wait in a collective leaves the job hanging.
     """
     try:
         yield
@@ -157,7 +175,7 @@ def abort_on_error(debug: bool = False) -> Iterator[None]:
                     traceback.print_exc()
                 sys.stderr.write(f"admm: error: {exc}\n")
                 sys.stderr.flush()
-            raise SystemExit(2) from None
+            raise SystemExit(getattr(exc, "admm_exit_status", 2)) from None
         if debug:
             traceback.print_exc()
         name = "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
