@@ -99,7 +99,8 @@ def save_checkpoint(
     equal at resume (network parameters, data set); ``rank_info`` a JSON-able
     description of this rank's data block, checked at resume. Returns the
     manifest's path. Raises :class:`CheckpointError` on every rank when any
-    rank fails to write.
+    rank fails to write, or holds NaN or inf in its state (nothing is written
+    then, so the previous checkpoint stays the one the manifest names).
     """
     directory = os.fspath(directory)
     iteration = int(state["n_iter"])
@@ -119,9 +120,18 @@ def save_checkpoint(
             for i, v in enumerate(state[kind]):
                 arrays[f"{kind}{i + 1}"] = v
         arrays["lam"] = state["lam"]
+        bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
+        if bad:
+            # Never replace the last good checkpoint by one that cannot be resumed.
+            raise CheckpointError(
+                f"refusing to checkpoint iteration {iteration}: {', '.join(bad)} "
+                "contain NaN or inf"
+            )
         path = os.path.join(directory, name)
         atomic_savez(path, arrays)
         sha = file_sha256(path)
+    except CheckpointError as exc:
+        message = str(exc)
     except OSError as exc:
         message = f"cannot write checkpoint file {os.path.join(directory, name)}: {exc}"
     comm.raise_if_any(message, CheckpointError)
