@@ -133,6 +133,24 @@ class ADMMNetwork:
         Communicator of the ranks that train together (default
         ``MPI.COMM_WORLD``). It is duplicated at the first ``fit``, so our
         messages never mix with the caller's.
+    deterministic : bool
+        Make the results independent of the number of ranks, bit for bit:
+        every sum over samples (Gram and cross terms, objective terms, the
+        automatic ridge) is formed per block of ``block_size`` consecutive
+        global samples and the block sums are added along one fixed binary
+        tree, so the rounding no longer depends on the split. The promise
+        covers the same data in the same order, seed and parameters, on the
+        same machine type, BLAS library and number of BLAS threads per rank
+        (OpenBLAS float64 gemm/syrk results change with the thread count).
+        Every rank must then hold whole blocks, in rank order (only the last
+        block of all may be shorter; ranks may hold none): split with
+        ``admm.data.block_range(n, rank, size, block=block_size)``; ``fit``
+        raises ``ValueError`` otherwise. Off by default: see
+        ``docs/determinism.md`` for its cost. The same seed, data and number of
+        ranks give bit-identical results either way.
+    block_size : int
+        Samples per block for ``deterministic`` (default ``BLOCK_SIZE``, 256).
+        Part of the result: a different block size rounds differently.
 
     Attributes
     ----------
