@@ -35,6 +35,17 @@ cdef extern from *:
     double admm_clip01(double v) noexcept nogil
     float admm_clip01f(float v) noexcept nogil
 
+cdef extern from "_entrywise.h":
+    # Hidden z-updates, one per storage type (see the header for why C).
+    void admm_hardsigmoid_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                              double beta, double* sums) noexcept nogil
+    void admm_hardsigmoid_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                              double beta, double* sums) noexcept nogil
+    void admm_relu_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                       double beta, double* sums) noexcept nogil
+    void admm_relu_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                       double beta, double* sums) noexcept nogil
+
 cdef int HARDSIGMOID = 0
 cdef int RELU = 1
 
@@ -100,75 +111,22 @@ cdef void hardsigmoid_z_update(
     floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
     double* sums,
 ) noexcept nogil:
-    # Best of three candidates (ADMM.md, "Closed forms"); costs are compared
-    # with a strict "<" so the first candidate wins ties everywhere.
-    cdef Py_ssize_t i
-    cdef double m, ai, zb, cb, z2, c2, z3, c3, hz, d
-    cdef double inv = 1.0 / (gamma + beta)
-    cdef double s_act = 0.0, s_pen = 0.0
-    for i in range(n):
-        m = z[i]
-        ai = a[i]
-        # z1 = min(m, 0): h(z1) = 0, (z1 - m)^2 = max(m, 0)^2
-        d = m if m > 0.0 else 0.0
-        zb = m if m < 0.0 else 0.0
-        cb = gamma * ai * ai + beta * d * d
-        hz = 0.0
-        # z2 = clip((gamma a + beta m) / (gamma + beta), 0, 1): h(z2) = z2
-        z2 = (gamma * ai + beta * m) * inv
-        z2 = 0.0 if z2 < 0.0 else (1.0 if z2 > 1.0 else z2)
-        c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m)
-        if c2 < cb:
-            zb = z2
-            cb = c2
-            hz = z2
-        # z3 = max(m, 1): h(z3) = 1
-        z3 = m if m > 1.0 else 1.0
-        c3 = gamma * (ai - 1.0) * (ai - 1.0) + beta * (z3 - m) * (z3 - m)
-        if c3 < cb:
-            zb = z3
-            hz = 1.0
-        z[i] = <floating>zb
-        # The objective terms of the stored (rounded) z.
-        d = ai - (<double>(<floating>hz))
-        s_act += d * d
-        d = (<double>z[i]) - m
-        s_pen += d * d
-    sums[0] += s_act
-    sums[1] += s_pen
+    # Best of three candidates (ADMM.md, "Closed forms"), first wins ties; the
+    # vectorised loops are C, in _entrywise.h.
+    if floating is float:
+        admm_hardsigmoid_z_f(z, a, n, gamma, beta, sums)
+    else:
+        admm_hardsigmoid_z_d(z, a, n, gamma, beta, sums)
 
 
 cdef void relu_z_update(
     floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
     double* sums,
 ) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double m, ai, zb, cb, z2, c2, hz, d
-    cdef double inv = 1.0 / (gamma + beta)
-    cdef double s_act = 0.0, s_pen = 0.0
-    for i in range(n):
-        m = z[i]
-        ai = a[i]
-        # z1 = min(m, 0): h(z1) = 0
-        d = m if m > 0.0 else 0.0
-        zb = m if m < 0.0 else 0.0
-        cb = gamma * ai * ai + beta * d * d
-        hz = 0.0
-        # z2 = max((gamma a + beta m) / (gamma + beta), 0): h(z2) = z2
-        z2 = (gamma * ai + beta * m) * inv
-        if z2 < 0.0:
-            z2 = 0.0
-        c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m)
-        if c2 < cb:
-            zb = z2
-            hz = z2
-        z[i] = <floating>zb
-        d = ai - (<double>(<floating>hz))
-        s_act += d * d
-        d = (<double>z[i]) - m
-        s_pen += d * d
-    sums[0] += s_act
-    sums[1] += s_pen
+    if floating is float:
+        admm_relu_z_f(z, a, n, gamma, beta, sums)
+    else:
+        admm_relu_z_d(z, a, n, gamma, beta, sums)
 
 
 cdef void scaled_activation(
@@ -334,6 +292,9 @@ def hidden_z_update(z, a, double gamma, double beta, str activation="hardsigmoid
     activation ``h``. ``a`` has the same shape, dtype and memory order.
 
     Returns ``(sum (a - h(z))^2, sum (z - m)^2)`` as floats (unweighted).
+    The candidates are computed in the arrays' precision, the sums in double
+    in a fixed order that depends only on ``z.size`` (entries are added into
+    512 partial sums by index, then pairwise).
     """
     cdef int act = _activation_code(activation)
     _check_float(z, "z")
