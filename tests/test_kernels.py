@@ -177,6 +177,24 @@ def test_hidden_z_update_independent_of_layout(rng, activation, dtype):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-15)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [511, 512, 513, 3 * 512 + 7])
+def test_hidden_z_update_across_blocks(rng, activation, dtype, size):
+    # The kernel works in blocks of 512 entries with 512 partial sums: every
+    # entry of full and partial blocks must be the closed form, and the sums
+    # those of all entries.
+    a = rng.uniform(-0.5, 1.5, size).astype(dtype)
+    z = rng.uniform(-2.5, 3.5, size).astype(dtype)
+    a64, m64 = a.astype(np.float64), z.astype(np.float64)
+    act, pen = hidden_z_update(z, a, 20.0, 0.2, activation)
+    closed = hidden_z_closed_form(a64, m64, 20.0, 0.2, activation)
+    np.testing.assert_allclose(z, closed, rtol=RTOL[dtype], atol=ATOL[dtype])
+    zk = z.astype(np.float64)
+    np.testing.assert_allclose(act, np.sum((a64 - H[activation](zk)) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(pen, np.sum((zk - m64) ** 2), rtol=1e-12)
+
+
 # ---------------------------------------------------------------------------
 # activation
 
