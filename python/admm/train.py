@@ -7,6 +7,13 @@ rank 0, and writes metrics, models and checkpoints. All MPI goes through
 :mod:`admm._mpi`; an exception on any rank ends the whole job with a one-line
 message and a non-zero exit (a traceback with ``--debug``).
 
+Failures (``docs/failures.md``): bad input stops every rank before training
+with exit status 2; NaN or inf during training (:class:`NumericalError`)
+with status 3, leaving the last checkpoint as it was; SIGTERM or SIGINT
+stops the run at the end of the current iteration, which is checkpointed
+(with ``--checkpoint``) and saved (with ``--save``), with status 128 + the
+signal number (143, 130).
+
 Stopping rules: the run ends after ``--iterations`` iterations in total
 (counting those of a resumed checkpoint) or, with ``--tol T``, as soon as the
 relative change of the objective ``|f_i - f_{i-1}| / max(|f_{i-1}|, 1e-300)``
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -34,7 +42,7 @@ from ._files import unwritable_reason
 from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
 from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
-from .network import ACTIVATIONS, BLOCK_SIZE, DTYPES, LOSSES, ADMMNetwork
+from .network import ACTIVATIONS, BLOCK_SIZE, DTYPES, LOSSES, ADMMNetwork, NumericalError
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
 TOL_PATIENCE = 5
@@ -351,6 +359,53 @@ class RelativeChangeRule:
         )
 
 
+class StopSignals:
+    """Handlers for SIGTERM and SIGINT that only note the signal. Local.
+
+    A scheduler's time limit (SIGTERM) or Ctrl-C (SIGINT, which ``mpiexec``
+    forwards to every rank) then ends the run at the end of the current
+    iteration, when the ranks agree on it (:meth:`signum` is reduced with a
+    maximum in the iteration callback, so a signal that reaches one rank only
+    stops all of them). A second signal ends the process at once, with the
+    signal's default action.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Install the handlers (main thread only; elsewhere a no-op)."""
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._note)
+            except ValueError:  # not the main thread of the interpreter
+                return
+
+    def restore(self) -> None:
+        """Put back the handlers found by :meth:`install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15, and so on."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _fmt_floats(value: float | Sequence[float] | None) -> str:
     if value is None:
         return "auto"
@@ -362,8 +417,16 @@ def _fmt_floats(value: float | Sequence[float] | None) -> str:
 # ------------------------------------------------------------------ the run
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train as the flags say; returns the done record. Collective on MPI_COMM_WORLD."""
+def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[str, Any]:
+    """Train as the flags say; returns the done record. Collective on MPI_COMM_WORLD.
+
+    With ``signals`` (installed by :func:`main`), a SIGTERM or SIGINT stops
+    training at the end of the current iteration; the done record then has
+    ``stop_reason`` ``"signal"`` and ``signal`` its number. Raises
+    :class:`NumericalError` (on every rank) when training produces NaN or inf,
+    without writing a checkpoint or model of that state.
+    """
+    signals = signals or StopSignals()
     comm = _mpi.Communicator()
     rank, size = comm.rank, comm.size
     baseline = peak_rss_bytes()  # interpreter, numpy, MPI: before any data
@@ -517,6 +580,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     say(f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_acc':>9}")
     last_checkpoint = -1
     stopped_by_tol = False
+    stopped_by_signal = 0
 
     def checkpoint() -> None:
         nonlocal last_checkpoint
@@ -524,11 +588,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         last_checkpoint = net.n_iter_
 
     def callback(network: ADMMNetwork, record: dict) -> bool:
-        nonlocal stopped_by_tol
-        peak = comm.max_value(float(peak_rss_bytes()))
+        nonlocal stopped_by_tol, stopped_by_signal
+        # One small Allreduce: the peak memory and whether any rank got a signal.
+        peak, signum = comm.max_values([float(peak_rss_bytes()), float(signals.signum)])
         it = record["iteration"]
         stop = rule is not None and rule(network.history)
         stopped_by_tol = stop
+        if signum and not stop:
+            stopped_by_signal = int(signum)
+            stop = True
         if args.checkpoint is not None and it % args.checkpoint_every == 0:
             checkpoint()
         if writer is not None:
@@ -555,18 +623,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     start_iter = net.n_iter_
     if net.n_iter_ < args.iterations:
-        net.fit(
-            X,
-            y,
-            iterations=args.iterations,
-            X_val=X_test,
-            y_val=y_test,
-            callback=callback,
-            eval_every=args.eval_every,
-            warm_start=args.resume is not None,
-        )
+        try:
+            net.fit(
+                X,
+                y,
+                iterations=args.iterations,
+                X_val=X_test,
+                y_val=y_test,
+                callback=callback,
+                eval_every=args.eval_every,
+                warm_start=args.resume is not None,
+            )
+        except NumericalError as exc:
+            # Every rank is here. Nothing of the failed state is written.
+            if args.checkpoint is not None and last_checkpoint >= 0:
+                kept = (
+                    f"the checkpoint of iteration {last_checkpoint} in {args.checkpoint} is kept"
+                )
+            elif args.resume is not None:
+                kept = f"no new checkpoint; {args.resume} is unchanged"
+            else:
+                kept = "no checkpoint was written" + (
+                    "" if args.checkpoint is not None else " (no --checkpoint)"
+                )
+            if writer is not None:
+                writer.write(
+                    {
+                        "event": "error",
+                        "error": "numerical",
+                        "iteration": exc.iteration,
+                        "layer": exc.layer,
+                        "message": str(exc),
+                        "last_checkpoint": last_checkpoint if last_checkpoint >= 0 else None,
+                    }
+                )
+                writer.close()
+            raise NumericalError(f"{exc}; {kept}", exc.iteration, exc.layer) from None
     history = net.history
-    if stopped_by_tol and rule is not None:
+    if stopped_by_signal:
+        reason = signal_name(stopped_by_signal)
+    elif stopped_by_tol and rule is not None:
         reason = rule.describe()
     elif start_iter >= args.iterations:
         reason = f"iteration limit ({args.iterations}) already reached by the checkpoint"
@@ -580,16 +676,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         accuracy = float(total[0] / total[1])
     if args.checkpoint is not None and last_checkpoint != net.n_iter_:
         checkpoint()
-    if rank == 0 and args.save is not None:
-        net.save(args.save)
-    comm.barrier()  # the model is on disk before any rank reports success
+    # Agreed, so a full disk on rank 0 ends every rank with one message.
+    _agreed(comm, lambda: net.save(args.save) if rank == 0 and args.save is not None else None)
     peak = comm.max_value(float(peak_rss_bytes()))
     elapsed = history[-1]["time_s"] if history else 0.0
     done_iters = net.n_iter_ - start_iter
     done = {
         "event": "done",
         "iterations": net.n_iter_,
-        "stop_reason": "tolerance" if stopped_by_tol else "iterations",
+        "stop_reason": (
+            "signal" if stopped_by_signal else "tolerance" if stopped_by_tol else "iterations"
+        ),
+        "signal": signal_name(stopped_by_signal) if stopped_by_signal else None,
         "stop_rule": reason,
         "final_test_accuracy": accuracy,
         "time_s": elapsed,
@@ -617,6 +715,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say(f"model saved to {args.save}")
     if args.checkpoint is not None:
         say(f"checkpoint of iteration {net.n_iter_} in {args.checkpoint}")
+    if stopped_by_signal:
+        resume = (
+            f"continue with --resume {args.checkpoint}"
+            if args.checkpoint is not None
+            else "no --checkpoint: this run cannot be resumed"
+        )
+        say(
+            f"interrupted by {signal_name(stopped_by_signal)} after iteration {net.n_iter_}: "
+            f"{resume}; exit status {128 + stopped_by_signal}"
+        )
     sys.stdout.flush()
     return done
 
@@ -624,10 +732,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m admm.train`` (and ``admm-train``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    with _mpi.abort_on_error(debug="--debug" in argv):
-        args = build_parser().parse_args(argv)
-        run(args)
-    return 0
+    signals = StopSignals()
+    signals.install()
+    try:
+        with _mpi.abort_on_error(debug="--debug" in argv):
+            args = build_parser().parse_args(argv)
+            done = run(args, signals)
+    finally:
+        signals.restore()
+    # 128 + N is the shell's status of a process killed by signal N: the run
+    # did stop because of it, but cleanly, with its checkpoint written.
+    return 128 + int(signal.Signals[done["signal"]]) if done["signal"] else 0
 
 
 if __name__ == "__main__":
