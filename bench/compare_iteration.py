@@ -1,0 +1,144 @@
+"""Time per iteration against the matrix-multiply floor and plain NumPy, interleaved.
+
+On a shared machine a GEMM rate measured minutes before an iteration says
+little about the iteration's conditions. This script alternates, round by
+round: the GEMM rate in float64, one float64 iteration of ``ADMMNetwork``,
+the GEMM rate in float32, one float32 iteration and (unless ``--no-reference``)
+one iteration of the plain NumPy ``tests/reference_admm.ReferenceADMM``. Each
+iteration is divided by the floor of its own round (the flop model of
+``flop_model.py`` over the GEMM rate just measured, same precision, same
+BLAS), and the table reports medians over the rounds of these ratios and of
+the times. The load average before and after is printed: read ratios, not
+seconds, when it exceeds the core count.
+
+    OPENBLAS_NUM_THREADS=2 python bench/compare_iteration.py --threads 2 --rounds 5
+
+Prints a Markdown table. Local (no MPI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from admm import ADMMNetwork  # noqa: E402
+from bench_data import mnist_like  # noqa: E402
+from flop_model import gemm_flops, iteration_flops  # noqa: E402
+from reference_admm import ReferenceADMM  # noqa: E402
+
+from admm_core import matmul  # noqa: E402
+
+PARAMS = {"activation": "hardsigmoid", "loss": "hinge", "beta": 0.2, "gamma": 20.0, "warmup": 0}
+
+
+def gemm_rate(X: np.ndarray, w: np.ndarray, out: np.ndarray, repeats: int = 3) -> float:
+    """Best GFLOP/s of ``out = X w^T`` (the iteration's ``W_1 a_0``) over ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        matmul(X, w, out, transpose_b=True)
+        best = min(best, time.perf_counter() - t)
+    return gemm_flops(X.shape[0], w.shape[0], X.shape[1]) / best / 1e9
+
+
+def timed(step) -> float:
+    t = time.perf_counter()
+    step()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--m", type=int, default=60_000, help="samples (default 60000)")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
+    args = parser.parse_args(argv)
+    layers = (784, 500, 500, 10)
+    flops = iteration_flops(layers, args.m)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    with threadpool_limits(args.threads):
+        X, y, source = mnist_like(args.m)
+        nets = {"float32": ADMMNetwork(layers, dtype="float32", **PARAMS)}
+        nets["float32"].fit(X.astype(np.float32), y, iterations=1)
+        rho = nets["float32"].rho_
+        nets["float64"] = ADMMNetwork(layers, dtype="float64", rho=rho, **PARAMS)
+        start = nets["float64"].weights
+        nets["float64"].fit(X, y, iterations=1)
+        inputs = {dt: np.ascontiguousarray(X, dtype=dt) for dt in nets}
+        gemm_w = {dt: np.array(start[0], dtype=dt) for dt in nets}
+        gemm_out = {dt: np.empty((args.m, layers[1]), dtype=dt) for dt in nets}
+        reference = None
+        if not args.no_reference:
+            L = len(layers) - 1
+            reference = ReferenceADMM(
+                X,
+                y,
+                layers,
+                start,
+                activation=PARAMS["activation"],
+                loss=PARAMS["loss"],
+                beta=[PARAMS["beta"]] * L,
+                gamma=[PARAMS["gamma"]] * (L - 1),
+                rho=rho,
+                warmup=PARAMS["warmup"],
+            )
+            reference.step()
+        rows: dict[str, list[float]] = {}
+        for r in range(args.rounds):
+            for dt, net in nets.items():
+                rate = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt])
+
+                def step(net=net):
+                    net._iterate(net.n_iter_)
+                    net.n_iter_ += 1
+
+                t = timed(step)
+                rows.setdefault(f"gemm {dt}", []).append(rate)
+                rows.setdefault(f"ours {dt}", []).append(t)
+                rows.setdefault(f"ratio {dt}", []).append(t / (flops / rate / 1e9))
+            if reference is not None:
+                t = timed(reference.step)
+                rows.setdefault("reference", []).append(t)
+                for dt in nets:
+                    rows.setdefault(f"ref/ours {dt}", []).append(t / rows[f"ours {dt}"][-1])
+            print(
+                f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3g}" for k, v in rows.items()),
+                file=sys.stderr,
+            )
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(
+        f"784-500-500-10, m = {args.m} ({source}), {args.threads} BLAS thread(s), "
+        f"{args.rounds} rounds, medians; flop model {flops:.3g}\n"
+    )
+    print(
+        "| dtype | ours s | GEMM GFLOP/s | floor s | ours / floor | NumPy reference s "
+        "| reference / ours |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for dt in ("float64", "float32"):
+        ref = (
+            f"{med['reference']:.2f} | {med[f'ref/ours {dt}']:.2f}"
+            if reference is not None
+            else "- | -"
+        )
+        print(
+            f"| {dt} | {med[f'ours {dt}']:.2f} | {med[f'gemm {dt}']:.0f} | "
+            f"{flops / med[f'gemm {dt}'] / 1e9:.2f} | {med[f'ratio {dt}']:.2f} | {ref} |"
+        )
+    print(f"\nfloat32 / float64 time: {med['ours float32'] / med['ours float64']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
