@@ -1,0 +1,229 @@
+"""Run named ADMM variants on MNIST and record accuracy by iteration (issue 5).
+
+Screening uses a random subset of the training images and a disjoint
+validation split, also from the training images; the test set is only read
+with ``--test``. One JSON line per run goes to ``--out``; ``--plot`` draws
+validation accuracy against iteration for every run in that file.
+
+    OPENBLAS_NUM_THREADS=1 python bench/accuracy/study.py --configs talk bias \\
+        --train 10000 --val 5000 --iterations 40 --out bench/accuracy/screen.jsonl
+
+Run one configuration at a time on one core: the timings are per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from variants import Config, Variant
+
+TALK = Config()
+
+
+def _c(**kw) -> Config:
+    return dataclasses.replace(TALK, **kw)
+
+
+#: Continuation schedule that ends at the talk's beta/gamma ratio or above.
+CONFIGS: dict[str, Config] = {
+    "talk": TALK,
+    "taylor": _c(beta=(1.0,) * 3, gamma=(10.0,) * 2),
+    "bias": _c(bias=True),
+    "center": _c(center=True),
+    "bias_center": _c(bias=True, center=True),
+    "equal1": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2),
+    "equal1_bias": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
+    "relu_equal1_bias": _c(activation="relu", beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
+    "cont_bias": _c(
+        beta=(1.0,) * 3,
+        gamma=(1.0,) * 2,
+        beta_growth=1.1,
+        gamma_growth=1.1,
+        beta_max=(20.0,) * 3,
+        gamma_max=(20.0,) * 2,
+        bias=True,
+    ),
+    "nomult_bias": _c(bias=True, multipliers=False),
+    "sq_bias": _c(loss="squared", bias=True),
+    "sqhinge_bias": _c(loss="sqhinge", bias=True),
+    "rho1e-2_bias": _c(rho_rel=1e-2, bias=True),
+    "random_init_bias": _c(init="random", bias=True),
+    # Centred inputs as the new base.
+    "c_bias": _c(center=True, bias=True),
+    "c_rho1e-3": _c(center=True, rho_rel=1e-3),
+    "c_rho1e-2": _c(center=True, rho_rel=1e-2),
+    "c_rho1e-1": _c(center=True, rho_rel=1e-1),
+    "c_relu": _c(center=True, activation="relu"),
+    "c_sq": _c(center=True, loss="squared"),
+    "c_sqhinge": _c(center=True, loss="sqhinge"),
+    "c_nomult": _c(center=True, multipliers=False),
+    "c_cont": _c(
+        center=True,
+        bias=True,
+        beta=(1.0,) * 3,
+        gamma=(1.0,) * 2,
+        beta_growth=1.1,
+        gamma_growth=1.1,
+        beta_max=(20.0,) * 3,
+        gamma_max=(20.0,) * 2,
+    ),
+    "c_beta_hidden5": _c(center=True, beta=(5.0, 5.0, 0.2)),
+    "c_gamma2": _c(center=True, gamma=(2.0, 2.0)),
+    # Centred inputs and ridge 1e-2 as the base.
+    "r2_cont": _c(
+        center=True,
+        bias=True,
+        rho_rel=1e-2,
+        beta=(1.0,) * 3,
+        gamma=(1.0,) * 2,
+        beta_growth=1.1,
+        gamma_growth=1.1,
+        beta_max=(100.0,) * 3,
+        gamma_max=(100.0,) * 2,
+    ),
+    "r2_bh5": _c(center=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
+    "r2_beta_cont": _c(center=True, rho_rel=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)),
+    "r3e-3": _c(center=True, rho_rel=3e-3),
+    "r3e-2": _c(center=True, rho_rel=3e-2),
+}
+
+
+def load(train: int, val: int, seed: int, test: bool):
+    """Training subset, validation split (both from MNIST's training images), test set."""
+    from admm.data import load_dataset
+
+    ds = load_dataset("mnist", "/work/shared/data/mnist", download=False)
+    perm = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
+    tr, va = perm[:train], perm[train : train + val]
+    if train + val > perm.size:
+        raise ValueError(f"train + val = {train + val} exceeds {perm.size} training images")
+    out = [ds.X_train[tr], ds.y_train[tr], ds.X_train[va], ds.y_train[va]]
+    out += [ds.X_test, ds.y_test] if test else [None, None]
+    return out
+
+
+def run(name: str, cfg: Config, data, iterations: int, eval_every: int) -> dict:
+    """Train one configuration; return its JSON record."""
+    X, y, Xv, yv, Xt, yt = data
+    started = time.perf_counter()
+    v = Variant(cfg, X, y)
+    evals = []
+    for it in range(1, iterations + 1):
+        rec = v.fit_step()
+        if it % eval_every == 0 or it == iterations:
+            rec["val_accuracy"] = v.score(Xv, yv) if len(yv) else None
+            rec["train_accuracy"] = v.score(X, y)
+            rec["state_accuracy"] = v.train_state_score()
+            if Xt is not None:
+                rec["test_accuracy"] = v.score(Xt, yt)
+            rec["beta"] = v.beta.tolist()
+            rec["gamma"] = v.gamma.tolist()
+            evals.append(rec)
+            print(
+                f"{name} it {it:3d} val {rec['val_accuracy']} train {rec['train_accuracy']:.4f} "
+                f"state {rec['state_accuracy']:.4f} test {rec.get('test_accuracy')} "
+                f"res {rec['residual']:.3g} t {rec['time_s']:.1f}s",
+                flush=True,
+            )
+        if not np.all(np.isfinite(v.W[-1])):
+            break
+    return {
+        "name": name,
+        "config": dataclasses.asdict(cfg),
+        "train": len(y),
+        "val": len(yv),
+        "test": Xt is not None,
+        "iterations": iterations,
+        "wall_s": time.perf_counter() - started,
+        "evals": evals,
+    }
+
+
+def plot(jsonl: Path, png: Path, key: str = "val_accuracy") -> None:
+    """Accuracy against iteration for every run in ``jsonl`` (last run of a name wins)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for line in jsonl.read_text().splitlines():
+        r = json.loads(line)
+        runs[r["name"]] = r
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
+    for name, r in runs.items():
+        ev = [e for e in r["evals"] if e.get(key) is not None]
+        ax.plot([e["iteration"] for e in ev], [e[key] for e in ev], marker=".", label=name)
+    ax.axhline(0.97, color="k", ls=":", lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_ylim(0.8, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def table(jsonl: Path, key: str = "val_accuracy") -> str:
+    """A Markdown table: accuracy every 5 iterations, the best, seconds per iteration."""
+    runs = {}
+    for line in jsonl.read_text().splitlines():
+        r = json.loads(line)
+        runs[r["name"]] = r
+    its = sorted({e["iteration"] for r in runs.values() for e in r["evals"]})
+    head = "| configuration | " + " | ".join(str(i) for i in its) + " | best | s/iter |"
+    rows = [head, "|---" * (len(its) + 3) + "|"]
+    for name, r in runs.items():
+        by_it = {e["iteration"]: e.get(key) for e in r["evals"]}
+        cells = [f"{by_it[i]:.4f}" if by_it.get(i) is not None else "" for i in its]
+        best = max((v for v in by_it.values() if v is not None), default=float("nan"))
+        per = r["evals"][-1]["time_s"] / r["evals"][-1]["iteration"]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {best:.4f} | {per:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--val", type=int, default=5000)
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--test", action="store_true", help="also evaluate on the 10,000 test images")
+    p.add_argument("--out", type=Path, default=Path("bench/accuracy/screen.jsonl"))
+    p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--plot-key", default="val_accuracy")
+    p.add_argument(
+        "--table", action="store_true", help="print the Markdown table of --out and exit"
+    )
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.out, args.plot_key))
+        if args.plot:
+            plot(args.out, args.plot, args.plot_key)
+        return
+    unknown = [n for n in args.configs if n not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
+    data = load(args.train, args.val, args.split_seed, args.test)
+    for name in args.configs:
+        record = run(name, CONFIGS[name], data, args.iterations, args.eval_every)
+        with args.out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    if args.plot:
+        plot(args.out, args.plot, args.plot_key)
+
+
+if __name__ == "__main__":
+    main()

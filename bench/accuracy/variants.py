@@ -1,0 +1,271 @@
+"""Prototype ADMM variants for the accuracy study (issue 5), single process.
+
+A self-contained re-implementation of ADMM.md's Algorithm 1 with samples in
+rows (``a_l`` is ``(m, n_l)``, ``W_l`` is ``(n_l, n_{l-1})``, plus a bias
+column when ``bias`` is on), extended by options that keep every step an
+exact block minimisation of the (extended) objective
+
+    C(z_L, Y) + <z_L, lam> + beta_L ||z_L - W_L [a_{L-1}; 1]||^2
+    + sum_{l<L} gamma_l ||a_l - h(z_l)||^2 + beta_l ||z_l - W_l [a_{l-1}; 1]||^2
+    + sum_l beta_l rho_l ||W_l D||^2
+
+where ``[a; 1]`` appends a constant one when ``bias`` is on and ``D`` drops
+the bias column from the ridge unless ``bias_ridge``. The penalties
+``beta_l(t)``, ``gamma_l(t)`` may follow a continuation schedule: each is
+multiplied by a growth factor after every iteration up to a cap; each
+iteration is then an exact block-coordinate sweep of the objective with that
+iteration's penalties.
+
+The entry-wise z-updates reuse the compiled kernels of ``admm_core``; the
+rest is NumPy/SciPy (one BLAS thread is expected: set OPENBLAS_NUM_THREADS=1).
+This is research code for ``study.py``; the options that work are meant to
+move into :class:`admm.ADMMNetwork`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+
+from admm_core import hidden_z_update, output_hinge_update, output_squared_update
+
+
+@dataclasses.dataclass
+class Config:
+    """One ADMM variant. Penalties are per layer: L values for beta, L-1 for gamma."""
+
+    layers: tuple[int, ...] = (784, 500, 500, 10)
+    activation: str = "hardsigmoid"  # or "relu"
+    loss: str = "hinge"  # "hinge", "squared" (one-hot targets) or "sqhinge"
+    beta: Sequence[float] = (0.2, 0.2, 0.2)
+    gamma: Sequence[float] = (20.0, 20.0)
+    # Continuation: after each iteration beta_l *= beta_growth (up to
+    # beta_max_l), gamma_l *= gamma_growth (up to gamma_max_l).
+    beta_growth: float = 1.0
+    gamma_growth: float = 1.0
+    beta_max: Sequence[float] | None = None
+    gamma_max: Sequence[float] | None = None
+    rho_rel: float = 1e-6  # ridge relative to each Gram's mean diagonal at init
+    bias: bool = False
+    bias_ridge: bool = False  # whether the bias column is in the ridge
+    center: bool = False  # subtract the training mean pixel from the inputs
+    init: str = "glorot"  # "glorot" (forward pass) or "random" (Taylor: random a, z)
+    multipliers: bool = True  # the output multiplier lam (equation (6))
+    warmup: int = 10
+    seed: int = 0
+
+
+def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "hardsigmoid":
+        return lambda x: np.clip(x, 0.0, 1.0)
+    if name == "relu":
+        return lambda x: np.maximum(x, 0.0)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _per_layer(values: Sequence[float] | float, count: int, name: str) -> np.ndarray:
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if v.size == 1:
+        v = np.repeat(v, count)
+    if v.shape != (count,):
+        raise ValueError(f"{name} needs {count} values, got {values!r}")
+    return v.copy()
+
+
+class Variant:
+    """ADMM training state for one :class:`Config` on an ``(m, n_0)`` training set.
+
+    ``fit_step()`` does one iteration; ``predict(X)`` is the forward pass
+    ``W_L h(... h(W_1 [x; 1]))`` arg-max.
+    """
+
+    def __init__(self, cfg: Config, X: np.ndarray, y: np.ndarray) -> None:
+        self.cfg = cfg
+        L = len(cfg.layers) - 1
+        self.L = L
+        self.h = _activation(cfg.activation)
+        self.beta = _per_layer(cfg.beta, L, "beta")
+        self.gamma = _per_layer(cfg.gamma, L - 1, "gamma")
+        self.beta_max = _per_layer(
+            cfg.beta_max if cfg.beta_max is not None else np.inf, L, "beta_max"
+        )
+        self.gamma_max = _per_layer(
+            cfg.gamma_max if cfg.gamma_max is not None else np.inf, L - 1, "gamma_max"
+        )
+        self.mean = X.mean(axis=0) if cfg.center else np.zeros(X.shape[1])
+        X = np.ascontiguousarray(X - self.mean, dtype=np.float64)
+        m = X.shape[0]
+        self.labels = np.ascontiguousarray(y, dtype=np.int64)
+        self.onehot = np.zeros((m, cfg.layers[-1]))
+        self.onehot[np.arange(m), self.labels] = 1.0
+        rng = np.random.default_rng(cfg.seed)
+        self.W: list[np.ndarray] = []
+        nb = 1 if cfg.bias else 0
+        for n_in, n_out in zip(cfg.layers[:-1], cfg.layers[1:], strict=True):
+            s = np.sqrt(6.0 / (n_in + n_out))
+            w = np.zeros((n_out, n_in + nb))
+            w[:, :n_in] = rng.uniform(-s, s, size=(n_out, n_in))
+            self.W.append(w)
+        self.a: list[np.ndarray] = [X]
+        self.z: list[np.ndarray] = []
+        if cfg.init == "glorot":
+            for l in range(1, L + 1):
+                self.z.append(self._affine(l, self.a[l - 1]))
+                if l < L:
+                    self.a.append(np.ascontiguousarray(self.h(self.z[-1])))
+        elif cfg.init == "random":
+            for l in range(1, L + 1):
+                self.z.append(rng.standard_normal((m, cfg.layers[l])))
+                if l < L:
+                    self.a.append(np.ascontiguousarray(self.h(self.z[-1])))
+        else:
+            raise ValueError(f"unknown init {cfg.init!r}")
+        self.lam = np.zeros((m, cfg.layers[-1]))
+        self.rho = []
+        for a in self.a:
+            mean_diag = float(np.vdot(a, a)) / a.shape[1]
+            self.rho.append(cfg.rho_rel * max(mean_diag, 1e-300))
+        self.input_factor: Any = None
+        self.t = 0
+        self.elapsed = 0.0
+
+    # -- helpers ---------------------------------------------------------
+
+    def _affine(self, l: int, a: np.ndarray) -> np.ndarray:
+        """``[a; 1] W_l^T``: the ``(m, n_l)`` pre-activation target of layer l."""
+        w = self.W[l - 1]
+        n_in = a.shape[1]
+        out = a @ w[:, :n_in].T
+        if self.cfg.bias:
+            out += w[:, n_in]
+        return out
+
+    def _gram_factor(self, a: np.ndarray, rho: float) -> Any:
+        """Cholesky factor of ``[a;1]^T [a;1] + rho D``."""
+        n = a.shape[1]
+        nb = 1 if self.cfg.bias else 0
+        g = np.empty((n + nb, n + nb))
+        g[:n, :n] = a.T @ a
+        if nb:
+            s = a.sum(axis=0)
+            g[:n, n] = s
+            g[n, :n] = s
+            g[n, n] = a.shape[0]
+        g[np.diag_indices(n)] += rho
+        if nb and self.cfg.bias_ridge:
+            g[n, n] += rho
+        return sla.cho_factor(g, lower=True, check_finite=False)
+
+    def _weight_update(self, l: int) -> None:
+        """(1)/(4): W_l = z_l^T [a;1] ([a;1]^T [a;1] + rho D)^{-1}."""
+        a = self.a[l - 1]
+        z = self.z[l - 1]
+        if l == 1:
+            if self.input_factor is None:
+                self.input_factor = self._gram_factor(a, self.rho[0])
+            factor = self.input_factor
+        else:
+            factor = self._gram_factor(a, self.rho[l - 1])
+        n = a.shape[1]
+        c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
+        c[:n] = a.T @ z
+        if self.cfg.bias:
+            c[n] = z.sum(axis=0)
+        self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
+
+    def _activation_update(self, l: int) -> None:
+        """(2): a_l = (b V^T V + g I)^{-1} (b V^T (z_{l+1} - c) + g h(z_l)), W_{l+1} = [V c]."""
+        w = self.W[l]
+        n = self.cfg.layers[l]
+        V = w[:, :n]
+        b, g = self.beta[l], self.gamma[l - 1]
+        target = self.z[l] - w[:, n] if self.cfg.bias else self.z[l]
+        rhs = g * self.h(self.z[l - 1]) + b * (target @ V)
+        if V.shape[0] < n:
+            # Woodbury: (b V^T V + g I)^{-1} = (I - b V^T (g I + b V V^T)^{-1} V) / g.
+            small = b * (V @ V.T)
+            small[np.diag_indices_from(small)] += g
+            t = sla.cho_solve(sla.cho_factor(small, lower=True), (rhs @ V.T).T).T
+            self.a[l] = np.ascontiguousarray((rhs - b * (t @ V)) / g)
+        else:
+            big = b * (V.T @ V)
+            big[np.diag_indices_from(big)] += g
+            self.a[l] = np.ascontiguousarray(
+                sla.cho_solve(sla.cho_factor(big, lower=True), rhs.T, check_finite=False).T
+            )
+
+    def _output_update(self) -> float:
+        """(5) and (6): the exact output prox, then lam += beta_L (z_L - W_L a_{L-1})."""
+        b = float(self.beta[-1])
+        z = np.ascontiguousarray(self._affine(self.L, self.a[-1]))
+        update = self.cfg.multipliers and self.t >= self.cfg.warmup
+        if self.cfg.loss == "hinge":
+            _, _, res = output_hinge_update(z, self.lam, self.labels, b, update)
+        elif self.cfg.loss == "squared":
+            _, _, res = output_squared_update(z, self.lam, self.onehot, b, update)
+        elif self.cfg.loss == "sqhinge":
+            # C(z,1) = max(0, 1-z)^2, C(z,0) = max(0, z)^2; with v = m - lam/(2b):
+            # y=1: z = v if v >= 1 else (1 + b v)/(1 + b); y=0: z = v if v <= 0 else b v/(1 + b).
+            m_ = z.copy()
+            v = m_ - self.lam / (2 * b)
+            pos = np.where(v >= 1.0, v, (1.0 + b * v) / (1.0 + b))
+            neg = np.where(v <= 0.0, v, b * v / (1.0 + b))
+            z = np.where(self.onehot == 1, pos, neg)
+            res = float(np.sum((z - m_) ** 2))
+            if update:
+                self.lam += b * (z - m_)
+        else:
+            raise ValueError(f"unknown loss {self.cfg.loss!r}")
+        self.z[-1] = z
+        return float(np.sqrt(res))
+
+    # -- public ----------------------------------------------------------
+
+    def fit_step(self) -> dict:
+        """One iteration of Algorithm 1 (extended); returns a record."""
+        started = time.perf_counter()
+        for l in range(1, self.L):
+            self._weight_update(l)
+            self._activation_update(l)
+            zl = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
+            hidden_z_update(
+                zl,
+                self.a[l],
+                float(self.gamma[l - 1]),
+                float(self.beta[l - 1]),
+                self.cfg.activation,
+            )
+            self.z[l - 1] = zl
+        self._weight_update(self.L)
+        residual = self._output_update()
+        self.t += 1
+        # Continuation: tighten the penalties for the next iteration.
+        self.beta = np.minimum(self.beta * self.cfg.beta_growth, self.beta_max)
+        self.gamma = np.minimum(self.gamma * self.cfg.gamma_growth, self.gamma_max)
+        self.elapsed += time.perf_counter() - started
+        return {"iteration": self.t, "residual": residual, "time_s": self.elapsed}
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Forward pass ``W_L h(... h(W_1 [x;1]))`` of ``(m, n_0)`` inputs: ``(m, n_L)``."""
+        out = np.asarray(X, dtype=np.float64) - self.mean
+        for l in range(1, self.L + 1):
+            out = self._affine(l, out)
+            if l < self.L:
+                out = self.h(out)
+        return out
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of the forward pass arg-max on ``(X, y)``."""
+        return float(np.mean(np.argmax(self.decision_function(X), axis=1) == y))
+
+    def train_state_score(self) -> float:
+        """Accuracy of the arg-max of the training state's ``W_L [a_{L-1}; 1]``."""
+        return self.score_from(self._affine(self.L, self.a[-1]))
+
+    def score_from(self, scores: np.ndarray) -> float:
+        return float(np.mean(np.argmax(scores, axis=1) == self.labels))
