@@ -8,10 +8,13 @@ one iteration of the plain NumPy ``tests/reference_admm.ReferenceADMM``. Each
 iteration is divided by the floor of its own round (the flop model of
 ``flop_model.py`` over the GEMM rate just measured, same precision, same
 BLAS), and the table reports medians over the rounds of these ratios and of
-the times. The load average before and after is printed: read ratios, not
-seconds, when it exceeds the core count.
+the times (the GEMM rate of a round is the median of 3 products). The load
+average before and after is printed: read ratios, not seconds, when it
+exceeds the core count. With one BLAS thread, ``--cpu-time`` times
+everything in process CPU time, which waiting for a core does not inflate.
 
     OPENBLAS_NUM_THREADS=2 python bench/compare_iteration.py --threads 2 --rounds 5
+    OPENBLAS_NUM_THREADS=1 python bench/compare_iteration.py --threads 1 --cpu-time
 
 Prints a Markdown table. Local (no MPI).
 """
@@ -41,20 +44,28 @@ from admm_core import matmul  # noqa: E402
 PARAMS = {"activation": "hardsigmoid", "loss": "hinge", "beta": 0.2, "gamma": 20.0, "warmup": 0}
 
 
-def gemm_rate(X: np.ndarray, w: np.ndarray, out: np.ndarray, repeats: int = 3) -> float:
-    """Best GFLOP/s of ``out = X w^T`` (the iteration's ``W_1 a_0``) over ``repeats``."""
-    best = float("inf")
+#: The clock of every measurement: wall time, or with ``--cpu-time`` the CPU
+#: time of the process (meaningful with one BLAS thread on a loaded machine:
+#: time spent waiting for a core is not counted).
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def gemm_rate(
+    X: np.ndarray, w: np.ndarray, out: np.ndarray, clock=time.perf_counter, repeats: int = 3
+) -> float:
+    """Median GFLOP/s of ``out = X w^T`` (the iteration's ``W_1 a_0``) over ``repeats``."""
+    times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         matmul(X, w, out, transpose_b=True)
-        best = min(best, time.perf_counter() - t)
-    return gemm_flops(X.shape[0], w.shape[0], X.shape[1]) / best / 1e9
+        times.append(clock() - t)
+    return gemm_flops(X.shape[0], w.shape[0], X.shape[1]) / statistics.median(times) / 1e9
 
 
-def timed(step) -> float:
-    t = time.perf_counter()
+def timed(step, clock=time.perf_counter) -> float:
+    t = clock()
     step()
-    return time.perf_counter() - t
+    return clock() - t
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,9 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time in process CPU time (use with --threads 1)"
+    )
     args = parser.parse_args(argv)
     layers = (784, 500, 500, 10)
     flops = iteration_flops(layers, args.m)
+    clock = CLOCK["cpu" if args.cpu_time else "wall"]
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     with threadpool_limits(args.threads):
         X, y, source = mnist_like(args.m)
@@ -97,18 +112,18 @@ def main(argv: list[str] | None = None) -> None:
         rows: dict[str, list[float]] = {}
         for r in range(args.rounds):
             for dt, net in nets.items():
-                rate = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt])
+                rate = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)
 
                 def step(net=net):
                     net._iterate(net.n_iter_)
                     net.n_iter_ += 1
 
-                t = timed(step)
+                t = timed(step, clock)
                 rows.setdefault(f"gemm {dt}", []).append(rate)
                 rows.setdefault(f"ours {dt}", []).append(t)
                 rows.setdefault(f"ratio {dt}", []).append(t / (flops / rate / 1e9))
             if reference is not None:
-                t = timed(reference.step)
+                t = timed(reference.step, clock)
                 rows.setdefault("reference", []).append(t)
                 for dt in nets:
                     rows.setdefault(f"ref/ours {dt}", []).append(t / rows[f"ours {dt}"][-1])
@@ -120,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(
         f"784-500-500-10, m = {args.m} ({source}), {args.threads} BLAS thread(s), "
-        f"{args.rounds} rounds, medians; flop model {flops:.3g}\n"
+        f"{args.rounds} rounds, medians of {'CPU' if args.cpu_time else 'wall'} time; "
+        f"flop model {flops:.3g}\n"
     )
     print(
         "| dtype | ours s | GEMM GFLOP/s | floor s | ours / floor | NumPy reference s "
