@@ -32,7 +32,19 @@ def _c(**kw) -> Config:
     return dataclasses.replace(TALK, **kw)
 
 
-#: Continuation schedule that ends at the talk's beta/gamma ratio or above.
+def _cont(cap: float, **kw) -> Config:
+    """Continuation: every beta and gamma starts at 1 and grows x1.1 per iteration up to cap."""
+    return _c(
+        beta=(1.0,) * 3,
+        gamma=(1.0,) * 2,
+        beta_growth=1.1,
+        gamma_growth=1.1,
+        beta_max=(cap,) * 3,
+        gamma_max=(cap,) * 2,
+        **kw,
+    )
+
+
 CONFIGS: dict[str, Config] = {
     "talk": TALK,
     "taylor": _c(beta=(1.0,) * 3, gamma=(10.0,) * 2),
@@ -42,15 +54,7 @@ CONFIGS: dict[str, Config] = {
     "equal1": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2),
     "equal1_bias": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
     "relu_equal1_bias": _c(activation="relu", beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
-    "cont_bias": _c(
-        beta=(1.0,) * 3,
-        gamma=(1.0,) * 2,
-        beta_growth=1.1,
-        gamma_growth=1.1,
-        beta_max=(20.0,) * 3,
-        gamma_max=(20.0,) * 2,
-        bias=True,
-    ),
+    "cont_bias": _cont(20.0, bias=True),
     "nomult_bias": _c(bias=True, multipliers=False),
     "sq_bias": _c(loss="squared", bias=True),
     "sqhinge_bias": _c(loss="sqhinge", bias=True),
@@ -65,32 +69,15 @@ CONFIGS: dict[str, Config] = {
     "c_sq": _c(center=True, loss="squared"),
     "c_sqhinge": _c(center=True, loss="sqhinge"),
     "c_nomult": _c(center=True, multipliers=False),
-    "c_cont": _c(
-        center=True,
-        bias=True,
-        beta=(1.0,) * 3,
-        gamma=(1.0,) * 2,
-        beta_growth=1.1,
-        gamma_growth=1.1,
-        beta_max=(20.0,) * 3,
-        gamma_max=(20.0,) * 2,
-    ),
+    "c_cont": _cont(20.0, center=True, bias=True),
     "c_beta_hidden5": _c(center=True, beta=(5.0, 5.0, 0.2)),
     "c_gamma2": _c(center=True, gamma=(2.0, 2.0)),
     # Centred inputs and ridge 1e-2 as the base.
-    "r2_cont": _c(
-        center=True,
-        bias=True,
-        rho_rel=1e-2,
-        beta=(1.0,) * 3,
-        gamma=(1.0,) * 2,
-        beta_growth=1.1,
-        gamma_growth=1.1,
-        beta_max=(100.0,) * 3,
-        gamma_max=(100.0,) * 2,
-    ),
+    "r2_cont": _cont(100.0, center=True, bias=True, rho_rel=1e-2),
     "r2_bh5": _c(center=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
     "r2_beta_cont": _c(center=True, rho_rel=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)),
+    "r2_cont_cap20": _cont(20.0, center=True, bias=True, rho_rel=1e-2),
+    "r2_bh5_bias": _c(center=True, bias=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
     "r3e-3": _c(center=True, rho_rel=3e-3),
     "r3e-2": _c(center=True, rho_rel=3e-2),
 }
@@ -102,9 +89,9 @@ def load(train: int, val: int, seed: int, test: bool):
 
     ds = load_dataset("mnist", "/work/shared/data/mnist", download=False)
     perm = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
-    tr, va = perm[:train], perm[train : train + val]
     if train + val > perm.size:
         raise ValueError(f"train + val = {train + val} exceeds {perm.size} training images")
+    tr, va = perm[:train], perm[train : train + val]
     out = [ds.X_train[tr], ds.y_train[tr], ds.X_train[va], ds.y_train[va]]
     out += [ds.X_test, ds.y_test] if test else [None, None]
     return out
