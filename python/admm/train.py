@@ -511,6 +511,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "warmup": net.warmup,
         "dtype": net.dtype.name,
         "seed": net.seed,
+        # Part of the trajectory: a resume must sum the same way.
+        "deterministic": net.deterministic,
+        "block_size": net.block_size,
         # The data set itself is identified by each rank's block checksum
         # (rank_info), so a moved or renamed file can still be resumed.
         "n_train": dataset.n_train,
