@@ -76,7 +76,6 @@ CONFIGS: dict[str, Config] = {
     "r2_cont": _cont(100.0, center=True, bias=True, rho_rel=1e-2),
     "r2_bh5": _c(center=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
     "r2_beta_cont": _c(center=True, rho_rel=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)),
-    "r2_cont_cap20": _cont(20.0, center=True, bias=True, rho_rel=1e-2),
     "r2_bh5_bias": _c(center=True, bias=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
     "r3e-3": _c(center=True, rho_rel=3e-3),
     "r3e-2": _c(center=True, rho_rel=3e-2),
