@@ -35,14 +35,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from admm import ADMMNetwork  # noqa: E402
-from bench_data import mnist_like  # noqa: E402
+from bench_data import PARAMS, mnist_like, reference_after_one_step  # noqa: E402
 from flop_model import gemm_flops, iteration_flops  # noqa: E402
-from reference_admm import ReferenceADMM  # noqa: E402
 
 from admm_core import matmul  # noqa: E402
-
-PARAMS = {"activation": "hardsigmoid", "loss": "hinge", "beta": 0.2, "gamma": 20.0, "warmup": 0}
-
 
 #: The clock of every measurement: wall time, or with ``--cpu-time`` the CPU
 #: time of the process (meaningful with one BLAS thread on a loaded machine:
@@ -95,20 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         gemm_out = {dt: np.empty((args.m, layers[1]), dtype=dt) for dt in nets}
         reference = None
         if not args.no_reference:
-            L = len(layers) - 1
-            reference = ReferenceADMM(
-                X,
-                y,
-                layers,
-                start,
-                activation=PARAMS["activation"],
-                loss=PARAMS["loss"],
-                beta=[PARAMS["beta"]] * L,
-                gamma=[PARAMS["gamma"]] * (L - 1),
-                rho=rho,
-                warmup=PARAMS["warmup"],
-            )
-            reference.step()
+            reference = reference_after_one_step(X, y, layers, start, rho)
         rows: dict[str, list[float]] = {}
         for r in range(args.rounds):
             for dt, net in nets.items():

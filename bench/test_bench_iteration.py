@@ -27,11 +27,9 @@ import math
 import numpy as np
 import pytest
 from admm import ADMMNetwork
-from bench_data import mnist_like
+from bench_data import PARAMS, mnist_like, reference_after_one_step
 from flop_model import iteration_flops
-from reference_admm import ReferenceADMM
 
-PARAMS = {"activation": "hardsigmoid", "loss": "hinge", "beta": 0.2, "gamma": 20.0, "warmup": 0}
 #: Agreement of the weights after one iteration with the float64 reference,
 #: relative to each weight matrix's largest entry. float32's W_1 comes from a
 #: nearly singular input Gram (seen: 5e-3 at 2,000 samples); a wrong
@@ -58,20 +56,7 @@ def problem(size):
     nets["float64"] = ADMMNetwork(layers, dtype="float64", rho=rho, **PARAMS)
     start = nets["float64"].weights  # before fit: the Glorot weights of seed 0
     nets["float64"].fit(X, y, iterations=1)
-    L = len(layers) - 1
-    reference = ReferenceADMM(
-        X,
-        y,
-        layers,
-        start,
-        activation=PARAMS["activation"],
-        loss=PARAMS["loss"],
-        beta=[PARAMS["beta"]] * L,
-        gamma=[PARAMS["gamma"]] * (L - 1),
-        rho=rho,
-        warmup=PARAMS["warmup"],
-    )
-    reference.step()
+    reference = reference_after_one_step(X, y, layers, start, rho)
     expected = [w.copy() for w in reference.weights]
     return {
         "source": source,
