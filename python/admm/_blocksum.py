@@ -29,7 +29,7 @@ from ._mpi import Communicator
 
 #: Leaf function: ``leaf(block, out)`` writes block ``block``'s sum (global
 #: block index) into the 1-D buffer ``out``.
-Leaf = Callable[[int, np.ndarray], None]
+Leaf = Callable[[int, np.ndarray], object]
 
 
 class BlockLayout:

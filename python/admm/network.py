@@ -497,7 +497,7 @@ class ADMMNetwork:
             return [slice(None)]
         return [rows for _, rows in self._layout.local_blocks()]
 
-    def _sample_sum(self, leaf: Callable[[int, slice, np.ndarray], None], out: np.ndarray):
+    def _sample_sum(self, leaf: Callable[[int, slice, np.ndarray], object], out: np.ndarray):
         """Fill ``out`` with a sum over all ranks' samples. Collective.
 
         ``leaf(i, rows, buf)`` fills ``buf`` (``out``'s shape and dtype) with
