@@ -1,0 +1,353 @@
+"""The talk's two tables on this machine: memory per rank and time per iteration vs N.
+
+Runs ``mpiexec -n N python -m admm.train --data mnist`` (784-500-500-10, all
+60,000 training images, one BLAS thread per rank) for every N of
+``--ranks`` with a few iterations, and reads each run's ``--metrics`` JSON
+lines: the predicted bytes per rank of our memory model (start event, plus
+the interpreter measured at start-up), the peak resident memory (max over
+ranks) and the training time of every iteration (test evaluation is not in
+it). Beside them: the talk's memory model ``5.176 + 974.4 / N`` MB and its
+published times to convergence (not per iteration: different quantities,
+shown for the shape of the curve only).
+
+N above the machine's core count is oversubscribed: the wall time per
+iteration then measures time sharing, not the algorithm. Every rank
+therefore also times its own iterations in process CPU time, minus the CPU
+time spent inside the Allreduce (MPICH busy-polls while it waits), which is
+the per-rank compute that the scaling model of ``docs/scaling.md`` predicts.
+That timing wraps ``ADMMNetwork._iterate`` and ``Communicator.sum_inplace``
+in this script (``--rank-probe``), the library is not changed.
+
+Also writes the scaling model's prediction for this machine (one-thread GEMM
+rate measured here) beside the measured per-rank compute.
+
+    python bench/talk_tables.py                       # N = 1, 2, 4, 8, 3 iterations
+    python bench/talk_tables.py --ranks 1,2 --dtype float32 --out /tmp/scaling
+
+Writes ``talk_tables.md``, ``talk_tables.json``, ``memory_per_rank.png`` and
+``time_per_iteration.png`` into ``--out`` (default ``docs/scaling``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from flop_model import gemm_flops, iteration_flops_by_term  # noqa: E402
+
+LAYERS = (784, 500, 500, 10)
+M_TRAIN = 60_000
+MB = 1024.0 * 1024.0
+# ADMM.md, "The published results to beat" and "Cost per iteration and the
+# memory model": time to convergence (s) of the C + GSL + MPI code, and the
+# talk's observed memory per node.
+PUBLISHED_TIME = {
+    1: 2556.77,
+    2: 1692.83,
+    4: 1275.98,
+    8: 1111.96,
+    16: 1041.19,
+    32: 953.96,
+    64: 914.73,
+}
+PUBLISHED_MEMORY_OBSERVED = {1: 1914.98, 64: 76.35}
+# Entry-wise work (z-updates, activations) per sample, float64, one core:
+# docs/performance.md measured about 0.13 s for 60,000 samples.
+ENTRYWISE_S_PER_SAMPLE = 0.13 / 60_000
+
+
+def talk_memory_mb(n_ranks: int) -> float:
+    """The talk's memory model for one rank in MB: ``5.176 + 974.4 / N``."""
+    return 5.176 + 974.4 / n_ranks
+
+
+# ------------------------------------------------------------ per-rank probe
+
+
+def rank_probe(out_prefix: str, argv: list[str]) -> int:
+    """Run ``admm.train`` with ``argv``, timing every iteration on this rank.
+
+    Writes ``{out_prefix}.{rank}.json`` with per-iteration lists ``wall``,
+    ``cpu`` (process CPU time of ``_iterate``) and ``comm_cpu`` / ``comm_wall``
+    (the part spent in ``Communicator.sum_inplace``). Collective (the
+    training run is).
+    """
+    from admm import _mpi, train
+    from admm.network import ADMMNetwork
+
+    record: dict[str, list[float]] = {"wall": [], "cpu": [], "comm_cpu": [], "comm_wall": []}
+    in_comm = [0.0, 0.0]
+    iterate = ADMMNetwork._iterate
+    sum_inplace = _mpi.Communicator.sum_inplace
+
+    def timed_sum(self: Any, buf: np.ndarray) -> np.ndarray:
+        c0, w0 = time.process_time(), time.perf_counter()
+        try:
+            return sum_inplace(self, buf)
+        finally:
+            in_comm[0] += time.process_time() - c0
+            in_comm[1] += time.perf_counter() - w0
+
+    def timed_iterate(self: Any, t: int) -> tuple[float, float]:
+        in_comm[:] = [0.0, 0.0]
+        c0, w0 = time.process_time(), time.perf_counter()
+        result = iterate(self, t)
+        record["cpu"].append(time.process_time() - c0)
+        record["wall"].append(time.perf_counter() - w0)
+        record["comm_cpu"].append(in_comm[0])
+        record["comm_wall"].append(in_comm[1])
+        return result
+
+    ADMMNetwork._iterate = timed_iterate  # type: ignore[method-assign]
+    _mpi.Communicator.sum_inplace = timed_sum  # type: ignore[method-assign]
+    status = train.main(argv)
+    Path(f"{out_prefix}.{_mpi.world_rank()}.json").write_text(json.dumps(record))
+    return status
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def run_one(n_ranks: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """One training run on ``n_ranks`` ranks; returns its measured figures."""
+    metrics = work / f"metrics_{n_ranks}.jsonl"
+    prefix = work / f"probe_{n_ranks}"
+    train_args = [
+        "--data", "mnist", "--iterations", str(args.iterations),
+        "--eval-every", str(10 * args.iterations), "--dtype", args.dtype,
+        "--metrics", str(metrics),
+    ]  # fmt: skip
+    if args.data_dir:
+        train_args += ["--data-dir", args.data_dir]
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
+    cmd = [mpiexec, "-n", str(n_ranks), sys.executable, str(Path(__file__).resolve()),
+           "--rank-probe", str(prefix), "--", *train_args]  # fmt: skip
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, timeout=args.timeout, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    start = next(r for r in lines if r.get("event") == "start")
+    done = next(r for r in lines if r.get("event") == "done")
+    iters = [r for r in lines if "event" not in r]
+    cumulative = [0.0] + [r["time_s"] for r in iters]
+    per_iter = [b - a for a, b in itertools.pairwise(cumulative)]
+    probes = [json.loads((work / f"probe_{n_ranks}.{r}.json").read_text()) for r in range(n_ranks)]
+    # Iteration 1 (index 0) is left out: it includes first-touch page faults.
+    keep = slice(1, None) if len(per_iter) > 1 else slice(None)
+    compute = np.array(
+        [[c - k for c, k in zip(p["cpu"], p["comm_cpu"], strict=True)] for p in probes]
+    )
+    comm_wall = np.array([p["comm_wall"] for p in probes])
+    return {
+        "ranks": n_ranks,
+        "samples_per_rank": max(start["samples_per_rank"]),
+        "predicted_arrays_mb": start["predicted_bytes_per_rank"] / MB,
+        "baseline_mb": start["baseline_rss_mb"],
+        "predicted_mb": done["predicted_mb"],
+        "talk_model_mb": talk_memory_mb(n_ranks),
+        "peak_rss_mb": done["peak_rss_mb"],
+        "wall_s_per_iter": statistics.median(per_iter[keep]),
+        "compute_s_per_iter_max": float(np.median(compute[:, keep].max(axis=0))),
+        "compute_s_per_iter_mean": float(np.median(compute[:, keep].mean(axis=0))),
+        "allreduce_wall_s_per_iter": float(np.median(comm_wall[:, keep].max(axis=0))),
+        "iteration_times": per_iter,
+        "run_wall_s": elapsed,
+    }
+
+
+def gemm_rate(dtype: str) -> float:
+    """Flop/s of one ``(60000 x 784)(784 x 500)`` product on this process's BLAS
+    (median of 3). Local."""
+    rng = np.random.default_rng(0)
+    a = rng.random((M_TRAIN, LAYERS[0])).astype(dtype)
+    w = rng.random((LAYERS[1], LAYERS[0])).astype(dtype)
+    times = []
+    for _ in range(3):
+        t0 = time.process_time()
+        a @ w.T
+        times.append(time.process_time() - t0)
+    return gemm_flops(M_TRAIN, LAYERS[1], LAYERS[0]) / statistics.median(times)
+
+
+def model_seconds(n_ranks: int, rate: float, entry_s_per_sample: float) -> float:
+    """Per-rank compute of one iteration predicted by the scaling model on
+    this machine: the flops proportional to the rank's samples and the
+    redundant small solves, both at ``rate`` flop/s, plus the entry-wise work.
+    Local."""
+    m_local = -(-M_TRAIN // n_ranks)
+    total = sum(iteration_flops_by_term(LAYERS, m_local).values())
+    return total / rate + entry_s_per_sample * m_local
+
+
+def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namespace) -> str:
+    """The two Markdown tables (and the model check); also the PNG plots."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    scale = 4 if args.dtype == "float32" else 8
+    entry = ENTRYWISE_S_PER_SAMPLE * scale / 8
+    md = [
+        f"Memory per rank, {args.dtype}, MB (1 MB = 2^20 bytes). Ours: the program's model "
+        "(arrays + the interpreter measured at start); the talk's model is float64 and counts "
+        "weights, activations and outputs only.",
+        "",
+        "| N | samples / rank | our model: arrays | + interpreter | talk's model | observed peak "
+        "| observed / our model | talk observed |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        pub = PUBLISHED_MEMORY_OBSERVED.get(r["ranks"])
+        md.append(
+            f"| {r['ranks']} | {r['samples_per_rank']} | {r['predicted_arrays_mb']:.1f} "
+            f"| {r['predicted_mb']:.1f} | {r['talk_model_mb']:.1f} | {r['peak_rss_mb']:.1f} "
+            f"| {r['peak_rss_mb'] / r['predicted_mb']:.2f} | {'' if pub is None else f'{pub:.1f}'} |"
+        )
+    base = rows[0]
+    md += [
+        "",
+        f"Time per iteration, {args.dtype}, one BLAS thread per rank, {cores} cores "
+        f"(N > {cores} is oversubscribed: read the per-rank compute column). Median of "
+        f"iterations 2..{args.iterations}. Published: the talk's time to convergence and its "
+        "speed-up (a different quantity, for the shape only).",
+        "",
+        "| N | wall s / iter | per-rank compute s / iter (max, mean) | Allreduce wall s "
+        "| speed-up (compute) | model s | model / measured | published s to conv. "
+        "| published speed-up |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        pub = PUBLISHED_TIME.get(r["ranks"])
+        model = model_seconds(r["ranks"], rate, entry)
+        r["model_s"] = model
+        over = " (oversubscribed)" if r["ranks"] > cores else ""
+        md.append(
+            f"| {r['ranks']}{over} | {r['wall_s_per_iter']:.2f} "
+            f"| {r['compute_s_per_iter_max']:.2f}, {r['compute_s_per_iter_mean']:.2f} "
+            f"| {r['allreduce_wall_s_per_iter']:.3f} "
+            f"| {base['compute_s_per_iter_max'] / r['compute_s_per_iter_max']:.2f} "
+            f"| {model:.2f} | {model / r['compute_s_per_iter_max']:.2f} "
+            f"| {'' if pub is None else f'{pub:.0f}'} "
+            f"| {'' if pub is None else f'{PUBLISHED_TIME[1] / pub:.2f}'} |"
+        )
+    md += [
+        "",
+        f"Model: flops of `bench/flop_model.py` for the rank's samples at the one-thread GEMM "
+        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time), plus "
+        f"{entry * 1e6:.2f} us per sample of entry-wise work (docs/performance.md).",
+    ]
+    text = "\n".join(md) + "\n"
+    (out / "talk_tables.md").write_text(text)
+    (out / "talk_tables.json").write_text(
+        json.dumps({"dtype": args.dtype, "gemm_rate": rate, "rows": rows}, indent=1)
+    )
+    plot(rows, out, args.dtype)
+    return text
+
+
+def plot(rows: list[dict[str, Any]], out: Path, dtype: str) -> None:
+    """``memory_per_rank.png`` and ``time_per_iteration.png`` in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["ranks"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ns, [r["peak_rss_mb"] for r in rows], "o-", label="observed peak (max over ranks)")
+    ax.plot(ns, [r["predicted_mb"] for r in rows], "s--", label="our model (+ interpreter)")
+    ax.plot(ns, [r["talk_model_mb"] for r in rows], "^:", label="talk's model 5.176 + 974.4/N")
+    pub = [(n, v) for n, v in PUBLISHED_MEMORY_OBSERVED.items() if n <= max(ns)]
+    if pub:
+        ax.plot(*zip(*pub, strict=True), "kx", ms=9, label="talk observed")
+    ax.set(xscale="log", xlabel="ranks N", ylabel="MB per rank", xticks=ns, xticklabels=ns)
+    ax.set_title(f"Memory per rank, MNIST 784-500-500-10, {dtype}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "memory_per_rank.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ns, [r["wall_s_per_iter"] for r in rows], "o-", label="wall s / iteration")
+    ax.plot(ns, [r["compute_s_per_iter_max"] for r in rows], "s-", label="per-rank compute")
+    ax.plot(ns, [r["model_s"] for r in rows], "k--", label="scaling model (this machine)")
+    t1 = rows[0]["compute_s_per_iter_max"]
+    ax.plot(ns, [t1 / PUBLISHED_TIME[1] * PUBLISHED_TIME[n] for n in ns if n in PUBLISHED_TIME],
+            "^:", label="talk, scaled to our N = 1")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="ranks N", ylabel="seconds", xticks=ns)
+    ax.set_xticklabels(ns)
+    ax.set_title(f"Time per iteration, {dtype}, 1 BLAS thread per rank")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "time_per_iteration.png", dpi=100)
+    plt.close(fig)
+
+
+def ranks_list(text: str) -> list[int]:
+    """``1,2,4,8`` -> ``[1, 2, 4, 8]`` (positive integers)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"need positive integers separated by commas, got {text!r}"
+        )
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--rank-probe"]:
+        if len(argv) < 3 or argv[2] != "--":
+            raise ValueError("usage: --rank-probe PREFIX -- TRAIN_ARGS...")
+        return rank_probe(argv[1], argv[3:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ranks", type=ranks_list, default=[1, 2, 4, 8])
+    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--out", default=str(HERE.parent / "docs" / "scaling"))
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    args = p.parse_args(argv)
+    if args.iterations < 2:
+        raise ValueError(
+            f"--iterations must be at least 2 (iteration 1 is left out), got {args.iterations}"
+        )
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.ranks:
+            rows.append(run_one(n, args, Path(tmp)))
+            r = rows[-1]
+            print(f"N={n}: wall {r['wall_s_per_iter']:.2f} s/iter, compute "
+                  f"{r['compute_s_per_iter_max']:.2f}, peak {r['peak_rss_mb']:.0f} MB "
+                  f"(run {r['run_wall_s']:.0f} s)", flush=True)  # fmt: skip
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        rate = gemm_rate(args.dtype)
+    print(write_outputs(rows, rate, args))
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
