@@ -23,6 +23,7 @@ rate measured here) beside the measured per-rank compute.
 
     python bench/talk_tables.py                       # N = 1, 2, 4, 8, 3 iterations
     python bench/talk_tables.py --ranks 1,2 --dtype float32 --out /tmp/scaling
+    python bench/talk_tables.py --node-model          # the model for 1..64 nodes only
 
 Writes ``talk_tables.md``, ``talk_tables.json``, ``memory_per_rank.png`` and
 ``time_per_iteration.png`` into ``--out`` (default ``docs/scaling``).
@@ -196,6 +197,79 @@ def model_seconds(n_ranks: int, rate: float, entry_s_per_sample: float) -> float
     return total / rate + entry_s_per_sample * m_local
 
 
+# The talk's hardware class, per node (assumptions, stated in docs/scaling.md):
+# two 8-core Ivy Bridge E5-2650v2 at 2.6 GHz, 8 double flops per cycle and
+# core (AVX add + multiply): 333 GFLOP/s peak; one rank per node with 16 BLAS
+# threads.
+NODE_PEAK = 2 * 8 * 2.6e9 * 8
+NODE_GEMM_FRACTION = 0.6  # large products at 60% of peak
+NODE_SMALL_RATES = (50e9, 100e9)  # the redundant n^3 factorisations and W solves
+NODE_BANDWIDTH = 80e9  # bytes/s of the entry-wise passes (4 DDR3 channels per socket)
+NODE_ALPHA = 2e-6  # Allreduce latency per message step, s
+NODE_BETA_BYTES = 5e9  # link bandwidth, bytes/s (InfiniBand FDR class)
+NODE_FIXED_S = 5e-3  # Python and kernel-call overhead per iteration
+# Bytes per sample and iteration of the entry-wise passes, float64: each
+# hidden z-update reads z and a and writes z, each activation reads z and
+# writes a, the output update reads and writes z_L and lam.
+ENTRYWISE_BYTES_PER_SAMPLE = 8 * (3 * 500 * 2 + 2 * 500 * 2 + 4 * 10)
+
+
+def allreduce_seconds(n_nodes: int, message_bytes: float) -> float:
+    """One Allreduce of ``message_bytes`` on ``n_nodes``: Rabenseifner's
+    reduce-scatter + allgather, ``2 log2(N) alpha + 2 (N-1)/N bytes / B``."""
+    if n_nodes == 1:
+        return 0.0
+    steps = 2 * np.log2(n_nodes)
+    return float(
+        steps * NODE_ALPHA + 2 * (n_nodes - 1) / n_nodes * message_bytes / NODE_BETA_BYTES
+    )
+
+
+def node_model(n_nodes: int, small_rate: float) -> dict[str, float]:
+    """Predicted seconds per float64 iteration of 784-500-500-10 on all of
+    MNIST with ``n_nodes`` nodes of the talk's hardware class, by phase."""
+    m_local = -(-M_TRAIN // n_nodes)
+    small = sum(iteration_flops_by_term(LAYERS, 0).values())
+    scaling = sum(iteration_flops_by_term(LAYERS, m_local).values()) - small
+    n = LAYERS
+    # One message per layer: the cross term, plus the Gram for l > 1 (the
+    # input Gram is reduced once, before the first iteration); then the
+    # objective terms and the callback's peak-memory maximum (a few doubles).
+    messages = [8 * (n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0)) for l in range(1, len(n))]
+    parts = {
+        "products": scaling / (NODE_GEMM_FRACTION * NODE_PEAK),
+        "small solves": small / small_rate,
+        "entry-wise": ENTRYWISE_BYTES_PER_SAMPLE * m_local / NODE_BANDWIDTH,
+        "Allreduce": sum(allreduce_seconds(n_nodes, b) for b in messages)
+        + 2 * allreduce_seconds(n_nodes, 64),
+        "fixed": NODE_FIXED_S,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def node_model_table() -> str:
+    """Markdown: the node model for N = 1..64 beside the talk's speed-ups."""
+    nodes = (1, 2, 4, 8, 16, 32, 64)
+    lines = [
+        "| N | samples / node | products ms | small solves ms (50 / 100 GFLOP/s) | entry-wise ms "
+        "| Allreduce ms | total ms (50 / 100) | speed-up (50 / 100) | talk's speed-up |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    slow1, fast1 = (node_model(1, r)["total"] for r in NODE_SMALL_RATES)
+    for n_nodes in nodes:
+        slow, fast = (node_model(n_nodes, r) for r in NODE_SMALL_RATES)
+        lines.append(
+            f"| {n_nodes} | {-(-M_TRAIN // n_nodes)} | {slow['products'] * 1e3:.1f} "
+            f"| {slow['small solves'] * 1e3:.1f} / {fast['small solves'] * 1e3:.1f} "
+            f"| {slow['entry-wise'] * 1e3:.1f} | {slow['Allreduce'] * 1e3:.2f} "
+            f"| {slow['total'] * 1e3:.1f} / {fast['total'] * 1e3:.1f} "
+            f"| {slow1 / slow['total']:.1f} / {fast1 / fast['total']:.1f} "
+            f"| {PUBLISHED_TIME[1] / PUBLISHED_TIME[n_nodes]:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namespace) -> str:
     """The two Markdown tables (and the model check); also the PNG plots."""
     out = Path(args.out)
@@ -314,6 +388,9 @@ def ranks_list(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--node-model"]:
+        print(node_model_table(), end="")
+        return 0
     if argv[:1] == ["--rank-probe"]:
         if len(argv) < 3 or argv[2] != "--":
             raise ValueError("usage: --rank-probe PREFIX -- TRAIN_ARGS...")
