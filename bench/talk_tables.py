@@ -187,13 +187,22 @@ def gemm_rate(dtype: str) -> float:
     return gemm_flops(M_TRAIN, LAYERS[1], LAYERS[0]) / statistics.median(times)
 
 
+def trsm_flops(m_local: int) -> float:
+    """Flops of the direct activation solves (``2 n_l^2 m``, hidden layers
+    whose next layer is not narrower): two triangular solves that OpenBLAS
+    runs at about half its GEMM rate (docs/performance.md), so the model
+    counts them twice."""
+    n = LAYERS
+    return sum(2.0 * n[l] ** 2 * m_local for l in range(1, len(n) - 1) if n[l + 1] >= n[l])
+
+
 def model_seconds(n_ranks: int, rate: float, entry_s_per_sample: float) -> float:
     """Per-rank compute of one iteration predicted by the scaling model on
-    this machine: the flops proportional to the rank's samples and the
-    redundant small solves, both at ``rate`` flop/s, plus the entry-wise work.
-    Local."""
+    this machine: the flops proportional to the rank's samples (the
+    triangular solves at half rate) and the redundant small solves at
+    ``rate`` flop/s, plus the entry-wise work. Local."""
     m_local = -(-M_TRAIN // n_ranks)
-    total = sum(iteration_flops_by_term(LAYERS, m_local).values())
+    total = sum(iteration_flops_by_term(LAYERS, m_local).values()) + trsm_flops(m_local)
     return total / rate + entry_s_per_sample * m_local
 
 
@@ -237,7 +246,7 @@ def node_model(n_nodes: int, small_rate: float) -> dict[str, float]:
     # objective terms and the callback's peak-memory maximum (a few doubles).
     messages = [8 * (n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0)) for l in range(1, len(n))]
     parts = {
-        "products": scaling / (NODE_GEMM_FRACTION * NODE_PEAK),
+        "products": (scaling + trsm_flops(m_local)) / (NODE_GEMM_FRACTION * NODE_PEAK),
         "small solves": small / small_rate,
         "entry-wise": ENTRYWISE_BYTES_PER_SAMPLE * m_local / NODE_BANDWIDTH,
         "Allreduce": sum(allreduce_seconds(n_nodes, b) for b in messages)
@@ -323,7 +332,8 @@ def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namesp
     md += [
         "",
         f"Model: flops of `bench/flop_model.py` for the rank's samples at the one-thread GEMM "
-        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time), plus "
+        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time; the "
+        "triangular solves of the a_1 update at half that rate), plus "
         f"{entry * 1e6:.2f} us per sample of entry-wise work (docs/performance.md).",
     ]
     text = "\n".join(md) + "\n"
