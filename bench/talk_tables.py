@@ -351,6 +351,7 @@ def plot(rows: list[dict[str, Any]], out: Path, dtype: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     ns = [r["ranks"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -361,6 +362,7 @@ def plot(rows: list[dict[str, Any]], out: Path, dtype: str) -> None:
     if pub:
         ax.plot(*zip(*pub, strict=True), "kx", ms=9, label="talk observed")
     ax.set(xscale="log", xlabel="ranks N", ylabel="MB per rank", xticks=ns, xticklabels=ns)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title(f"Memory per rank, MNIST 784-500-500-10, {dtype}")
     ax.legend()
     fig.tight_layout()
@@ -376,6 +378,10 @@ def plot(rows: list[dict[str, Any]], out: Path, dtype: str) -> None:
             "^:", label="talk, scaled to our N = 1")  # fmt: skip
     ax.set(xscale="log", yscale="log", xlabel="ranks N", ylabel="seconds", xticks=ns)
     ax.set_xticklabels(ns)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks([0.25, 0.5, 1, 2, 4, 8, 16, 32])
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(f"Time per iteration, {dtype}, 1 BLAS thread per rank")
     ax.legend()
     fig.tight_layout()
@@ -412,11 +418,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--out", default=str(HERE.parent / "docs" / "scaling"))
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    p.add_argument(
+        "--from-json",
+        default=None,
+        metavar="PATH",
+        help="no runs: redraw the tables and plots from a talk_tables.json written before",
+    )
     args = p.parse_args(argv)
     if args.iterations < 2:
         raise ValueError(
             f"--iterations must be at least 2 (iteration 1 is left out), got {args.iterations}"
         )
+    if args.from_json is not None:
+        saved = json.loads(Path(args.from_json).read_text())
+        args.dtype = saved["dtype"]
+        args.iterations = len(saved["rows"][0]["iteration_times"])
+        print(write_outputs(saved["rows"], saved["gemm_rate"], args))
+        return 0
     print(f"load average before: {os.getloadavg()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
