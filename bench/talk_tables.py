@@ -411,12 +411,15 @@ def main(argv: list[str] | None = None) -> int:
         if len(argv) < 3 or argv[2] != "--":
             raise ValueError("usage: --rank-probe PREFIX -- TRAIN_ARGS...")
         return rank_probe(argv[1], argv[3:])
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ranks", type=ranks_list, default=[1, 2, 4, 8])
-    p.add_argument("--iterations", type=int, default=3)
-    p.add_argument("--data-dir", default=None)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="--node-model alone prints the model for 1..64 nodes of the talk's hardware.",
+    )
+    p.add_argument("--ranks", type=ranks_list, default=[1, 2, 4, 8], help="N to run, e.g. 1,2,4,8")
+    p.add_argument("--iterations", type=int, default=3, help="per run; the first is left out")
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--out", default=str(HERE.parent / "docs" / "scaling"))
+    p.add_argument("--out", default=str(HERE.parent / "docs" / "scaling"), help="output folder")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument(
         "--from-json",
