@@ -115,19 +115,6 @@ def memory_breakdown(
     return parts
 
 
-def predicted_bytes(
-    layers: Sequence[int],
-    m_local: int,
-    dtype: str | np.dtype = "float64",
-    loss: str = "hinge",
-    n_test_local: int = 0,
-) -> int:
-    """Predicted peak bytes of arrays on one rank: the sum of
-    :func:`memory_breakdown` (see there for what is counted). Local.
-    """
-    return sum(memory_breakdown(layers, m_local, dtype, loss, n_test_local).values())
-
-
 def _json_safe(value: Any) -> Any:
     """JSON has no NaN or infinity: write them as null."""
     if isinstance(value, float | np.floating):
