@@ -14,6 +14,7 @@ Run one configuration at a time on one core: the timings are per process.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import sys
@@ -77,6 +78,27 @@ CONFIGS: dict[str, Config] = {
     "r2_bh5": _c(center=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
     "r2_beta_cont": _c(center=True, rho_rel=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)),
     "r2_bh5_bias": _c(center=True, bias=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
+    # Round 2: the output multiplier, hidden multipliers, inertia, restarts,
+    # on the r2_cont base.
+    "r2_cont_nomult": _cont(100.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
+    "r2_cont_nomult_c30": _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
+    "r2_cont_nomult_c30_nobias": _cont(30.0, center=True, rho_rel=1e-2, multipliers=False),
+    "r2_cont_warm30": _cont(100.0, center=True, bias=True, rho_rel=1e-2, warmup=30),
+    "r2_cont_hm": _cont(100.0, center=True, bias=True, rho_rel=1e-2, hidden_multipliers=True),
+    "r2_cont_inert3": _cont(100.0, center=True, bias=True, rho_rel=1e-2, inertia=0.3),
+    "r2_cont_restart5": _cont(100.0, center=True, bias=True, rho_rel=1e-2, restart_every=5),
+    "r2_nm_hm_c30": _cont(
+        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, hidden_multipliers=True
+    ),
+    "r2_nm_hm_i3_c30": _cont(
+        30.0,
+        center=True,
+        bias=True,
+        rho_rel=1e-2,
+        multipliers=False,
+        hidden_multipliers=True,
+        inertia=0.3,
+    ),
     "r3e-3": _c(center=True, rho_rel=3e-3),
     "r3e-2": _c(center=True, rho_rel=3e-2),
 }
@@ -96,8 +118,13 @@ def load(train: int, val: int, seed: int, test: bool):
     return out
 
 
-def run(name: str, cfg: Config, data, iterations: int, eval_every: int) -> dict:
-    """Train one configuration; return its JSON record."""
+def run(name: str, cfg: Config, data, iterations: int, eval_every: int, refit: int = 0) -> dict:
+    """Train one configuration; return its JSON record.
+
+    With ``refit`` > 0, every evaluation also scores a copy of the network
+    whose output layer was re-solved on its own forward features for that
+    many sweeps (``Variant.refit_readout``): keys ``refit_*``.
+    """
     X, y, Xv, yv, Xt, yt = data
     started = time.perf_counter()
     v = Variant(cfg, X, y)
@@ -110,12 +137,21 @@ def run(name: str, cfg: Config, data, iterations: int, eval_every: int) -> dict:
             rec["state_accuracy"] = v.train_state_score()
             if Xt is not None:
                 rec["test_accuracy"] = v.score(Xt, yt)
+            if refit:
+                r = copy.deepcopy(v)
+                r.refit_readout(refit)
+                rec["refit_val_accuracy"] = r.score(Xv, yv) if len(yv) else None
+                rec["refit_train_accuracy"] = r.score(X, y)
+                if Xt is not None:
+                    rec["refit_test_accuracy"] = r.score(Xt, yt)
+                del r
             rec["beta"] = v.beta.tolist()
             rec["gamma"] = v.gamma.tolist()
             evals.append(rec)
             print(
                 f"{name} it {it:3d} val {rec['val_accuracy']} train {rec['train_accuracy']:.4f} "
                 f"state {rec['state_accuracy']:.4f} test {rec.get('test_accuracy')} "
+                f"refit {rec.get('refit_val_accuracy')} "
                 f"res {rec['residual']:.3g} t {rec['time_s']:.1f}s",
                 flush=True,
             )
@@ -187,6 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--test", action="store_true", help="also evaluate on the 10,000 test images")
+    p.add_argument(
+        "--refit",
+        type=int,
+        default=0,
+        help="also score a copy with the output layer re-solved on forward features (sweeps)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/accuracy/screen.jsonl"))
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--plot-key", default="val_accuracy")
@@ -204,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
     data = load(args.train, args.val, args.split_seed, args.test)
     for name in args.configs:
-        record = run(name, CONFIGS[name], data, args.iterations, args.eval_every)
+        record = run(name, CONFIGS[name], data, args.iterations, args.eval_every, args.refit)
+        record["refit"] = args.refit
         with args.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
     if args.plot:

@@ -58,6 +58,18 @@ class Config:
     multipliers: bool = True  # the output multiplier lam (equation (6))
     warmup: int = 10
     seed: int = 0
+    # Multipliers mu_l on the hidden constraints z_l = W_l [a_{l-1}; 1] too
+    # (full ADMM): the term beta_l ||z_l - W_l a + mu_l / (2 beta_l)||^2, and
+    # mu_l += beta_l (z_l - W_l a) from iteration hidden_multipliers_start on.
+    hidden_multipliers: bool = False
+    hidden_multipliers_start: int = 10
+    # Inertia (extrapolation, as in inertial alternating minimisation):
+    # W_l <- W_l + inertia (W_l - W_l of the previous iteration) after each
+    # weight update. Not a block minimisation; measured to see if it helps.
+    inertia: float = 0.0
+    # Every restart_every iterations (0: never) reset the hidden a_l, z_l and
+    # z_L to the forward pass of the current weights (the initialisation step).
+    restart_every: int = 0
 
 
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -126,6 +138,7 @@ class Variant:
         else:
             raise ValueError(f"unknown init {cfg.init!r}")
         self.lam = np.zeros((m, cfg.layers[-1]))
+        self.mu = [np.zeros_like(z) for z in self.z[:-1]]
         self.rho = []
         for a in self.a:
             mean_diag = float(np.vdot(a, a)) / a.shape[1]
@@ -144,6 +157,13 @@ class Variant:
         if self.cfg.bias:
             out += w[:, n_in]
         return out
+
+    def _coupled(self, l: int) -> np.ndarray:
+        """What ``W_l [a_{l-1}; 1]`` is pulled towards: ``z_l`` (+ ``mu_l / (2 beta_l)``)."""
+        z = self.z[l - 1]
+        if self.cfg.hidden_multipliers and l < self.L:
+            return z + self.mu[l - 1] / (2.0 * self.beta[l - 1])
+        return z
 
     def _gram_factor(self, a: np.ndarray, rho: float) -> Any:
         """Cholesky factor of ``[a;1]^T [a;1] + rho D``."""
@@ -164,7 +184,7 @@ class Variant:
     def _weight_update(self, l: int) -> None:
         """(1)/(4): W_l = z_l^T [a;1] ([a;1]^T [a;1] + rho D)^{-1}."""
         a = self.a[l - 1]
-        z = self.z[l - 1]
+        z = self._coupled(l)
         if l == 1:
             if self.input_factor is None:
                 self.input_factor = self._gram_factor(a, self.rho[0])
@@ -176,7 +196,10 @@ class Variant:
         c[:n] = a.T @ z
         if self.cfg.bias:
             c[n] = z.sum(axis=0)
+        previous = self.W[l - 1]
         self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
+        if self.cfg.inertia and self.t > 0:
+            self.W[l - 1] += self.cfg.inertia * (self.W[l - 1] - previous)
 
     def _activation_update(self, l: int) -> None:
         """(2): a_l = (b V^T V + g I)^{-1} (b V^T (z_{l+1} - c) + g h(z_l)), W_{l+1} = [V c]."""
@@ -184,7 +207,7 @@ class Variant:
         n = self.cfg.layers[l]
         V = w[:, :n]
         b, g = self.beta[l], self.gamma[l - 1]
-        target = self.z[l] - w[:, n] if self.cfg.bias else self.z[l]
+        target = self._coupled(l + 1) - w[:, n] if self.cfg.bias else self._coupled(l + 1)
         rhs = g * self.h(self.z[l - 1]) + b * (target @ V)
         if V.shape[0] < n:
             # Woodbury: (b V^T V + g I)^{-1} = (I - b V^T (g I + b V V^T)^{-1} V) / g.
@@ -226,13 +249,53 @@ class Variant:
 
     # -- public ----------------------------------------------------------
 
+    def restart(self) -> None:
+        """Reset the hidden ``a_l``, ``z_l`` and ``z_L`` to the forward pass (keeps lam)."""
+        for l in range(1, self.L + 1):
+            self.z[l - 1] = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
+            if l < self.L:
+                self.a[l] = np.ascontiguousarray(self.h(self.z[l - 1]))
+        for mu in self.mu:
+            mu[:] = 0.0
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """The forward pass up to the last hidden layer, ``h(... h(W_1 [x;1]))``."""
+        out = np.asarray(X, dtype=np.float64) - self.mean
+        for l in range(1, self.L):
+            out = self.h(self._affine(l, out))
+        return out
+
+    def refit_readout(self, iterations: int) -> None:
+        """Re-solve the output layer on the network's own features (the forward pass).
+
+        Sets ``a_{L-1}`` to the forward features of the training set, keeping
+        the hidden weights, and runs ``iterations`` sweeps of (4), (5), (6)
+        only: ADMM on the convex problem ``min C(W_L [a_{L-1}; 1]) + ridge``
+        in ``(W_L, z_L, lam)``. Makes ``W_L`` fit what the network computes
+        rather than the ADMM state.
+        """
+        self.a[-1] = np.ascontiguousarray(self.features(self.a[0] + self.mean))
+        self.z[-1] = np.ascontiguousarray(self._affine(self.L, self.a[-1]))
+        t = self.t
+        self.t = max(t, self.cfg.warmup)  # multiplier updates on
+        for _ in range(iterations):
+            self._weight_update(self.L)
+            self._output_update()
+        self.t = t
+
     def fit_step(self) -> dict:
         """One iteration of Algorithm 1 (extended); returns a record."""
         started = time.perf_counter()
+        if self.cfg.restart_every and self.t > 0 and self.t % self.cfg.restart_every == 0:
+            self.restart()
         for l in range(1, self.L):
             self._weight_update(l)
             self._activation_update(l)
-            zl = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
+            m = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
+            if self.cfg.hidden_multipliers:
+                zl = np.ascontiguousarray(m - self.mu[l - 1] / (2.0 * self.beta[l - 1]))
+            else:
+                zl = m.copy()
             hidden_z_update(
                 zl,
                 self.a[l],
@@ -241,6 +304,8 @@ class Variant:
                 self.cfg.activation,
             )
             self.z[l - 1] = zl
+            if self.cfg.hidden_multipliers and self.t >= self.cfg.hidden_multipliers_start:
+                self.mu[l - 1] += self.beta[l - 1] * (zl - m)
         self._weight_update(self.L)
         residual = self._output_update()
         self.t += 1
