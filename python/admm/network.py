@@ -881,8 +881,22 @@ class _State:
             factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
             factor = _factor_with_ridge(factor, net._layer_rho(l), layer=l)
         w = c.astype(np.float64)
-        cholesky_solve(factor, w)
-        return w.astype(net.dtype, copy=False)
+        comm = net._communicator()
+        if comm.size == 1 or net.deterministic:
+            cholesky_solve(factor, w)
+            return w.astype(net.dtype, copy=False)
+        # The rows of W_l are independent solves with one matrix: each rank
+        # solves its share and one Allgather assembles W_l, identical on
+        # every rank (the solve is work that N ranks would otherwise repeat,
+        # docs/scaling.md). Not with deterministic: OpenBLAS rounds a row
+        # differently depending on which other rows share its potrs call,
+        # so the split would make W_l depend on the number of ranks.
+        starts = [n_out * r // comm.size for r in range(comm.size + 1)]
+        rows = slice(starts[comm.rank], starts[comm.rank + 1])
+        out = np.empty((n_out, n_in), dtype=net.dtype)
+        if rows.stop > rows.start:
+            out[rows] = cholesky_solve(factor, w[rows])
+        return comm.allgather_rows(out, starts)
 
     def update_activation(self, l: int) -> None:
         """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local.
