@@ -28,6 +28,7 @@ KERNELS = (
     "cross",
     "gram",
     "cholesky_factor",
+    "cholesky_inverse",
     "cholesky_solve",
     "hidden_z_update",
     "apply_activation",

@@ -187,22 +187,13 @@ def gemm_rate(dtype: str) -> float:
     return gemm_flops(M_TRAIN, LAYERS[1], LAYERS[0]) / statistics.median(times)
 
 
-def trsm_flops(m_local: int) -> float:
-    """Flops of the direct activation solves (``2 n_l^2 m``, hidden layers
-    whose next layer is not narrower): two triangular solves that OpenBLAS
-    runs at about half its GEMM rate (docs/performance.md), so the model
-    counts them twice."""
-    n = LAYERS
-    return sum(2.0 * n[l] ** 2 * m_local for l in range(1, len(n) - 1) if n[l + 1] >= n[l])
-
-
 def model_seconds(n_ranks: int, rate: float, entry_s_per_sample: float) -> float:
     """Per-rank compute of one iteration predicted by the scaling model on
-    this machine: the flops proportional to the rank's samples (the
-    triangular solves at half rate) and the redundant small solves at
-    ``rate`` flop/s, plus the entry-wise work. Local."""
+    this machine: the flops of the rank's samples and the small solves (the
+    rows of ``W_l`` split over the ranks, the factors repeated) at ``rate``
+    flop/s, plus the entry-wise work. Local."""
     m_local = -(-M_TRAIN // n_ranks)
-    total = sum(iteration_flops_by_term(LAYERS, m_local).values()) + trsm_flops(m_local)
+    total = sum(iteration_flops_by_term(LAYERS, m_local, n_ranks).values())
     return total / rate + entry_s_per_sample * m_local
 
 
@@ -234,23 +225,42 @@ def allreduce_seconds(n_nodes: int, message_bytes: float) -> float:
     )
 
 
+def allgather_seconds(n_nodes: int, message_bytes: float) -> float:
+    """One Allgather assembling ``message_bytes`` on ``n_nodes`` (recursive
+    doubling or ring): ``log2(N) alpha + (N-1)/N bytes / B``."""
+    if n_nodes == 1:
+        return 0.0
+    return float(
+        np.log2(n_nodes) * NODE_ALPHA + (n_nodes - 1) / n_nodes * message_bytes / NODE_BETA_BYTES
+    )
+
+
 def node_model(n_nodes: int, small_rate: float) -> dict[str, float]:
     """Predicted seconds per float64 iteration of 784-500-500-10 on all of
-    MNIST with ``n_nodes`` nodes of the talk's hardware class, by phase."""
+    MNIST with ``n_nodes`` nodes of the talk's hardware class, by phase.
+
+    "small solves" is the work that does not scale with the samples: the
+    rows of ``W_l`` that this node solves (``ceil(n_l / N)`` of them) and
+    what every node repeats (the Gram factors, ``W_2^T W_2``, its factor
+    and inverse for the ``a_1`` update)."""
     m_local = -(-M_TRAIN // n_nodes)
-    small = sum(iteration_flops_by_term(LAYERS, 0).values())
-    scaling = sum(iteration_flops_by_term(LAYERS, m_local).values()) - small
+    small = sum(iteration_flops_by_term(LAYERS, 0, n_nodes).values())
+    scaling = sum(iteration_flops_by_term(LAYERS, m_local, n_nodes).values()) - small
     n = LAYERS
     # One message per layer: the cross term, plus the Gram for l > 1 (the
     # input Gram is reduced once, before the first iteration); then the
     # objective terms and the callback's peak-memory maximum (a few doubles).
     messages = [8 * (n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0)) for l in range(1, len(n))]
     parts = {
-        "products": (scaling + trsm_flops(m_local)) / (NODE_GEMM_FRACTION * NODE_PEAK),
+        "products": scaling / (NODE_GEMM_FRACTION * NODE_PEAK),
         "small solves": small / small_rate,
         "entry-wise": ENTRYWISE_BYTES_PER_SAMPLE * m_local / NODE_BANDWIDTH,
         "Allreduce": sum(allreduce_seconds(n_nodes, b) for b in messages)
         + 2 * allreduce_seconds(n_nodes, 64),
+        # One Allgather of the solved rows of each W_l (float64).
+        "Allgather": sum(
+            allgather_seconds(n_nodes, 8 * n[l] * n[l - 1]) for l in range(1, len(n))
+        ),
         "fixed": NODE_FIXED_S,
     }
     parts["total"] = sum(parts.values())
@@ -262,8 +272,9 @@ def node_model_table() -> str:
     nodes = (1, 2, 4, 8, 16, 32, 64)
     lines = [
         "| N | samples / node | products ms | small solves ms (50 / 100 GFLOP/s) | entry-wise ms "
-        "| Allreduce ms | total ms (50 / 100) | speed-up (50 / 100) | talk's speed-up |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Allreduce ms | Allgather ms | total ms (50 / 100) | speed-up (50 / 100) "
+        "| talk's speed-up |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     slow1, fast1 = (node_model(1, r)["total"] for r in NODE_SMALL_RATES)
     for n_nodes in nodes:
@@ -272,6 +283,7 @@ def node_model_table() -> str:
             f"| {n_nodes} | {-(-M_TRAIN // n_nodes)} | {slow['products'] * 1e3:.1f} "
             f"| {slow['small solves'] * 1e3:.1f} / {fast['small solves'] * 1e3:.1f} "
             f"| {slow['entry-wise'] * 1e3:.1f} | {slow['Allreduce'] * 1e3:.2f} "
+            f"| {slow['Allgather'] * 1e3:.2f} "
             f"| {slow['total'] * 1e3:.1f} / {fast['total'] * 1e3:.1f} "
             f"| {slow1 / slow['total']:.1f} / {fast1 / fast['total']:.1f} "
             f"| {PUBLISHED_TIME[1] / PUBLISHED_TIME[n_nodes]:.2f} |"
@@ -332,8 +344,7 @@ def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namesp
     md += [
         "",
         f"Model: flops of `bench/flop_model.py` for the rank's samples at the one-thread GEMM "
-        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time; the "
-        "triangular solves of the a_1 update at half that rate), plus "
+        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time), plus "
         f"{entry * 1e6:.2f} us per sample of entry-wise work (docs/performance.md).",
     ]
     text = "\n".join(md) + "\n"

@@ -18,6 +18,7 @@ from reference_admm import hidden_z_closed_form, hinge_prox
 from admm_core import (
     apply_activation,
     cholesky_factor,
+    cholesky_inverse,
     cholesky_solve,
     cross,
     glorot_uniform,
@@ -462,6 +463,39 @@ def test_cholesky_factor_and_solve(rng, dtype, order_f, order_b, shift):
         rtol=SOLVE_RTOL[dtype],
         atol=SOLVE_RTOL[dtype],
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("n", [1, 7, 70])
+def test_cholesky_inverse(rng, dtype, order, n):
+    A = spd(rng, n)
+    f = as_layout(A, dtype, order)
+    cholesky_factor(f, shift=0.5)
+    assert cholesky_inverse(f) is f
+    assert f.dtype == dtype and f.flags[f"{order}_CONTIGUOUS"]
+    expected = np.linalg.inv(A + 0.5 * np.eye(n))
+    np.testing.assert_allclose(f, expected, rtol=SOLVE_RTOL[dtype], atol=SOLVE_RTOL[dtype])
+    # exactly symmetric (one triangle is a copy of the other), so b A^{-1} by
+    # gemm does not depend on the memory order
+    np.testing.assert_array_equal(f, f.T)
+    # applied by one gemm it gives the solve's result
+    b = rng.standard_normal((9, n))
+    x = matmul(as_layout(b, dtype, "C"), f, np.empty((9, n), dtype))
+    expected = np.linalg.solve(A + 0.5 * np.eye(n), b.T).T
+    np.testing.assert_allclose(x, expected, rtol=SOLVE_RTOL[dtype], atol=SOLVE_RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cholesky_inverse_rejects_bad_input(dtype):
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        cholesky_inverse(np.diag([1.0, 0.0, 2.0]).astype(dtype))
+    with pytest.raises(ValueError, match="square"):
+        cholesky_inverse(np.eye(3, 4, dtype=dtype))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        cholesky_inverse(np.eye(3, dtype=np.int64))
+    empty = np.empty((0, 0), dtype)
+    assert cholesky_inverse(empty) is empty
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -91,6 +91,20 @@ class Communicator:
         self._comm.Allgather(np.array([value], dtype=np.float64), out)
         return out
 
+    def allgather_rows(self, buf: np.ndarray, starts: Sequence[int]) -> np.ndarray:
+        """Assemble ``buf`` (C-contiguous, rows first) from every rank's rows, in place.
+
+        Rank ``r`` contributes rows ``starts[r]:starts[r + 1]`` of its ``buf``
+        (``starts`` has ``size + 1`` entries, from 0 to ``buf.shape[0]``); on
+        return every rank holds all rows (one Allgatherv). Collective.
+        """
+        if self.size > 1:
+            row = int(np.prod(buf.shape[1:], dtype=np.int64))
+            counts = [(starts[r + 1] - starts[r]) * row for r in range(self.size)]
+            displs = [starts[r] * row for r in range(self.size)]
+            self._comm.Allgatherv(self._mpi.IN_PLACE, [buf, counts, displs, None])
+        return buf
+
     def agree(self, obj: Any) -> list[Any]:
         """Every rank's small picklable ``obj``, in rank order. Collective."""
         if self.size == 1:

@@ -57,8 +57,8 @@ def memory_breakdown(
     - ``test``: the test block and its labels, ``n_test (n_0 s + 8)``.
 
     ``transient`` is the largest set of temporaries alive at one time, the
-    maximum over these phases: the finiteness check of ``X`` at the start of
-    ``fit`` (one byte per entry); building the input factor (the reduced Gram
+    maximum over these phases: the finiteness checks of ``X`` and the test
+    block (one byte per entry of a ``PREDICT_BLOCK``-row block); building the input factor (the reduced Gram
     and its float64 copy); a weight solve (float64 copies of the cross term
     and of the Gram, the new weights beside the old); an a-update (float64
     ``W_{l+1}``, the float64 system matrix and its copy in ``dtype``); a test
@@ -106,7 +106,7 @@ def memory_breakdown(
     rows = min(PREDICT_BLOCK, n_test_local)
     evaluate = (rows * 2 * widest * s + n_test_local * (n[L] * s + 8 + 1)) if n_test_local else 0
     parts["transient"] = max(
-        m * n[0] + n_test_local * n[0],
+        min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
         n[0] ** 2 * (s + f8),
         solve,
         a_update,

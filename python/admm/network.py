@@ -22,6 +22,7 @@ import numpy as np
 from admm_core import (
     apply_activation,
     cholesky_factor,
+    cholesky_inverse,
     cholesky_solve,
     cross,
     glorot_uniform,
@@ -57,9 +58,11 @@ _MODEL_VERSIONS_READ = (1, 2)
 #: blocks cost more tree additions (docs/determinism.md).
 BLOCK_SIZE = 256
 
-#: Rows per block of the forward pass in ``decision_function``: bounds its
-#: temporaries to a few MB whatever the number of samples.
-PREDICT_BLOCK = 4096
+#: Rows per block of the forward pass in ``decision_function`` and of the
+#: finiteness checks of inputs: bounds their temporaries to a few MB whatever
+#: the number of samples (a test evaluation runs while every training array is
+#: alive, so its blocks add to the peak: 8 MB in float64 at 784-500-500-10).
+PREDICT_BLOCK = 1024
 
 Callback = Callable[["ADMMNetwork", dict], Any]
 
@@ -581,7 +584,12 @@ class ADMMNetwork:
             )
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
             raise ValueError(f"{name} must hold real numbers, not {X.dtype}")
-        if not np.all(np.isfinite(X)):
+        # In row blocks: a whole-array test would hold one byte per entry
+        # (47 MB for MNIST) on top of the training arrays.
+        if not all(
+            np.isfinite(X[i : i + PREDICT_BLOCK]).all()
+            for i in range(0, X.shape[0], PREDICT_BLOCK)
+        ):
             raise ValueError(f"{name} contains NaN or inf")
         return X
 
@@ -880,21 +888,39 @@ class _State:
             factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
             factor = _factor_with_ridge(factor, net._layer_rho(l), layer=l)
         w = c.astype(np.float64)
-        cholesky_solve(factor, w)
-        return w.astype(net.dtype, copy=False)
+        comm = net._communicator()
+        if comm.size == 1 or net.deterministic:
+            cholesky_solve(factor, w)
+            return w.astype(net.dtype, copy=False)
+        # The rows of W_l are independent solves with one matrix: each rank
+        # solves its share and one Allgather assembles W_l, identical on
+        # every rank (the solve is work that N ranks would otherwise repeat,
+        # docs/scaling.md). Not with deterministic: OpenBLAS rounds a row
+        # differently depending on which other rows share its potrs call,
+        # so the split would make W_l depend on the number of ranks.
+        starts = [n_out * r // comm.size for r in range(comm.size + 1)]
+        rows = slice(starts[comm.rank], starts[comm.rank + 1])
+        out = np.empty((n_out, n_in), dtype=net.dtype)
+        if rows.stop > rows.start:
+            out[rows] = cholesky_solve(factor, w[rows])
+        return comm.allgather_rows(out, starts)
 
     def update_activation(self, l: int) -> None:
-        """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local."""
+        """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local.
+
+        Uses ``z_l`` as work space when the next layer is not narrower: call it
+        only where (3) overwrites ``z_l`` next.
+        """
         net = self.net
         w = net._weights[l]  # W_{l+1}, shape (n_{l+1}, n_l)
         b = net.beta[l]  # beta_{l+1}
         g = net.gamma[l - 1]  # gamma_l
         a = self.a[l]
-        # Right-hand side, one row per sample: g h(z_l) + b z_{l+1} W_{l+1}.
-        apply_activation(self.z[l - 1], a, g, net.activation)
-        matmul(self.z[l], w, a, alpha=b, beta=1.0)
         w64 = w.astype(np.float64)
         if self.use_woodbury(l):
+            # Right-hand side, one row per sample: g h(z_l) + b z_{l+1} W_{l+1}.
+            apply_activation(self.z[l - 1], a, g, net.activation)
+            matmul(self.z[l], w, a, alpha=b, beta=1.0)
             # (b W^T W + g I)^{-1} = (I - b W^T (g I + b W W^T)^{-1} W) / g:
             # only an n_{l+1} x n_{l+1} system, when the next layer is narrower.
             small = np.empty((w.shape[0], w.shape[0]))
@@ -906,10 +932,23 @@ class _State:
             cholesky_solve(small.astype(net.dtype, copy=False), t)
             matmul(t, w, a, alpha=-b / g, beta=1.0 / g)
         else:
-            big = np.empty((w.shape[1], w.shape[1]))
-            gram(w64, big, alpha=b)
-            cholesky_factor(big, shift=g)
-            cholesky_solve(big.astype(net.dtype, copy=False), a)
+            # M = b W^T W + g I is applied as an explicit inverse by one gemm
+            # (two trsm over all samples run at half the GEMM rate). As
+            # accurate as the solve here: M >= g I, so
+            # cond(M) <= 1 + b ||W||_2^2 / g is small (gamma is 20 against
+            # beta 0.2 in the published setting), and the error of M^{-1}
+            # from the Cholesky factor is bounded by cond(M) times the
+            # precision, like the solve's. Factored and inverted in float64.
+            inverse = np.empty((w.shape[1], w.shape[1]))
+            gram(w64, inverse, alpha=b)
+            cholesky_factor(inverse, shift=g)
+            cholesky_inverse(inverse)
+            # The right-hand side goes into z_l, free until (3) overwrites
+            # it, so that the product needs no (m, n_l) temporary.
+            rhs = self.z[l - 1]
+            apply_activation(rhs, rhs, g, net.activation)
+            matmul(self.z[l], w, rhs, alpha=b, beta=1.0)
+            matmul(rhs, inverse.astype(net.dtype, copy=False), a)
 
 
 def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:

@@ -7,6 +7,7 @@ They know nothing of MPI; :mod:`admm` drives them. Cython codes can
 from ._kernels import (
     apply_activation,
     cholesky_factor,
+    cholesky_inverse,
     cholesky_solve,
     cross,
     glorot_uniform,
@@ -20,6 +21,7 @@ from ._kernels import (
 __all__ = [
     "apply_activation",
     "cholesky_factor",
+    "cholesky_inverse",
     "cholesky_solve",
     "cross",
     "glorot_uniform",

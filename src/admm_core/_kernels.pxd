@@ -59,3 +59,10 @@ cdef void glorot_uniform_fill(
     floating* out, Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t s_row,
     Py_ssize_t s_col, bitgen_t* rng,
 ) noexcept nogil
+
+# Inverse of a symmetric positive definite A from its Cholesky factor: on entry
+# the lower triangle of the column-major (n x n, leading dimension lda) a holds
+# L with A = L L^T; on exit a holds the full symmetric A^{-1} (LAPACK potri,
+# upper triangle mirrored). Returns potri's info (0: success, > 0: L has a
+# zero diagonal entry, a is then partly overwritten).
+cdef int cholesky_inverse_lower(floating* a, Py_ssize_t n, Py_ssize_t lda) noexcept nogil

@@ -18,7 +18,7 @@ from libc.math cimport sqrt
 from libc.stdint cimport int64_t
 
 from scipy.linalg.cython_blas cimport dgemm, dsyrk, dtrsm, sgemm, ssyrk, strsm
-from scipy.linalg.cython_lapack cimport dpotrf, dpotrs, spotrf, spotrs
+from scipy.linalg.cython_lapack cimport dpotrf, dpotri, dpotrs, spotrf, spotri, spotrs
 
 import numpy as np
 
@@ -91,6 +91,15 @@ cdef inline blas_int _potrf(char uplo, blas_int n, floating* a, blas_int lda) no
         spotrf(&uplo, &n, a, &lda, &info)
     else:
         dpotrf(&uplo, &n, a, &lda, &info)
+    return info
+
+
+cdef inline blas_int _potri(char uplo, blas_int n, floating* a, blas_int lda) noexcept nogil:
+    cdef blas_int info = 0
+    if floating is float:
+        spotri(&uplo, &n, a, &lda, &info)
+    else:
+        dpotri(&uplo, &n, a, &lda, &info)
     return info
 
 
@@ -650,3 +659,55 @@ def cholesky_solve(factor, b):
     if info != 0:
         raise ValueError(f"potrs rejected argument {-info}")
     return b
+
+
+cdef int cholesky_inverse_lower(floating* a, Py_ssize_t n, Py_ssize_t lda) noexcept nogil:
+    # potri from the lower-triangular factor, then the strict upper triangle
+    # mirrored from the lower one (column-major: a[i + j lda]).
+    cdef Py_ssize_t i, j
+    cdef blas_int info = _potri(c'L', <blas_int>n, a, <blas_int>lda)
+    if info != 0:
+        return <int>info
+    for j in range(1, n):
+        for i in range(j):
+            a[i + j * lda] = a[j + i * lda]
+    return 0
+
+
+cdef int _potri_np(floating[:, :] a, Py_ssize_t lda) noexcept:
+    cdef int info
+    with nogil:
+        info = cholesky_inverse_lower(&a[0, 0], a.shape[0], lda)
+    return info
+
+
+def cholesky_inverse(factor):
+    """The inverse ``A^{-1}`` from a factor of :func:`cholesky_factor`, in place.
+
+    ``factor`` (``(n, n)``, the array that :func:`cholesky_factor` returned,
+    in its memory order) is overwritten by the full symmetric ``A^{-1}``
+    (LAPACK potri, then the other triangle mirrored), ready for
+    :func:`matmul`: ``b A^{-1}`` by one gemm runs at the GEMM rate, where
+    :func:`cholesky_solve` runs two trsm at about half of it. Meant for
+    well-conditioned ``A``: the inverse is not backward stable like a
+    solve, but its relative error is bounded by ``cond(A)`` times the
+    precision, as the solve's is. Raises
+    ``numpy.linalg.LinAlgError`` on a zero diagonal entry of the factor.
+    """
+    _check_float(factor, "factor")
+    _check_matrix(factor, "factor", factor.dtype)
+    if factor.shape[0] != factor.shape[1]:
+        raise ValueError(f"factor must be square, got shape {factor.shape}")
+    if factor.shape[0] == 0:
+        return factor
+    if factor.dtype == np.float32:
+        info = _potri_np[float](factor, _ld(factor))
+    else:
+        info = _potri_np[double](factor, _ld(factor))
+    if info > 0:
+        raise np.linalg.LinAlgError(
+            f"the factor is singular (zero diagonal entry {info} of {factor.shape[0]})"
+        )
+    if info < 0:
+        raise ValueError(f"potri rejected argument {-info}")
+    return factor
