@@ -89,6 +89,13 @@ class ReferenceADMM:
     ``weights`` are the initial ``W_l`` (``(n_l, n_{l-1})``); ``beta`` holds L
     values, ``gamma`` L-1, ``rho`` L absolute ridges. The initial state is a
     forward pass with ``lam = 0`` ("Initialisation").
+
+    Extensions of the accuracy study (docs/accuracy-study.md): ``center``
+    subtracts the mean input column; ``beta_growth``/``gamma_growth`` with
+    caps ``beta_max``/``gamma_max`` make the penalties of iteration ``t``
+    ``min(beta * growth**t, max)``; ``multiplier=False`` never updates lam;
+    ``rho_relative`` (with ``rho=()``) sets ``rho_l`` to that multiple of the
+    mean diagonal of ``a_{l-1} a_{l-1}^T`` after the initial forward pass.
     """
 
     def __init__(
@@ -103,6 +110,13 @@ class ReferenceADMM:
         gamma: Sequence[float] = (),
         rho: Sequence[float] = (),
         warmup: int = 10,
+        center: bool = False,
+        beta_growth: float = 1.0,
+        gamma_growth: float = 1.0,
+        beta_max: Sequence[float] | None = None,
+        gamma_max: Sequence[float] | None = None,
+        multiplier: bool = True,
+        rho_relative: float | None = None,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -110,13 +124,23 @@ class ReferenceADMM:
         self.activation = activation
         self.h = activation_fn(activation)
         self.loss = loss
-        self.beta = [float(b) for b in beta]
-        self.gamma = [float(g) for g in gamma]
+        self.beta0 = [float(b) for b in beta]
+        self.gamma0 = [float(g) for g in gamma]
+        self.growth = (float(beta_growth), float(gamma_growth))
+        self.caps = (
+            [np.inf] * L if beta_max is None else [float(v) for v in beta_max],
+            [np.inf] * (L - 1) if gamma_max is None else [float(v) for v in gamma_max],
+        )
         self.rho = [float(r) for r in rho]
-        if len(self.beta) != L or len(self.gamma) != L - 1 or len(self.rho) != L:
-            raise ValueError("beta and rho need L values, gamma L-1")
+        if len(self.beta0) != L or len(self.gamma0) != L - 1:
+            raise ValueError("beta needs L values, gamma L-1")
+        if rho_relative is None and len(self.rho) != L:
+            raise ValueError("rho needs L values (or give rho_relative)")
         self.warmup = int(warmup)
+        self.multiplier = bool(multiplier)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
+        self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
+        self.X = self.X - self.mean
         m = self.X.shape[1]
         if loss == "hinge":
             labels = np.asarray(y).astype(np.int64)
@@ -137,7 +161,20 @@ class ReferenceADMM:
             if l < L - 1:
                 self.a.append(self.h(self.z[-1]))
         self.lam = np.zeros((self.layers[-1], m))
+        if rho_relative is not None:
+            self.rho = [float(rho_relative) * np.sum(a**2) / a.shape[0] for a in self.a]
         self.t = 0
+        self._set_penalties()
+
+    def _set_penalties(self) -> None:
+        """beta_l, gamma_l of iteration ``self.t``."""
+        t = self.t
+        self.beta = [
+            min(b * self.growth[0] ** t, c) for b, c in zip(self.beta0, self.caps[0], strict=True)
+        ]
+        self.gamma = [
+            min(g * self.growth[1] ** t, c) for g, c in zip(self.gamma0, self.caps[1], strict=True)
+        ]
 
     # The sub-steps, equations (1)-(6); l is 1-based as in the spec.
 
@@ -190,13 +227,32 @@ class ReferenceADMM:
         notify(f"W{self.L}")
         self._output_update()
         notify(f"z{self.L}")
-        if self.t >= self.warmup:
+        if self.multiplier and self.t >= self.warmup:
             self._multiplier_update()
             notify("lam")
+        # The objective of this iteration is taken with its own penalties.
+        self.last_beta, self.last_gamma = self.beta, self.gamma
         self.t += 1
+        self._set_penalties()
 
     def objective(self) -> float:
-        """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2."""
+        """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2,
+        with the penalties of the last iteration done."""
+        beta, gamma = self.beta, self.gamma
+        if self.t > 0:
+            self.beta, self.gamma = self.last_beta, self.last_gamma
+        try:
+            return self._objective()
+        finally:
+            self.beta, self.gamma = beta, gamma
+
+    def predict_scores(self, X: np.ndarray) -> np.ndarray:
+        """Forward pass of ``(m, n_0)`` inputs (centred as in training): ``(m, n_L)``."""
+        return forward(
+            self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation
+        )
+
+    def _objective(self) -> float:
         total = 0.0
         for l in range(1, self.L):
             total += self.gamma[l - 1] * np.sum((self.a[l] - self.h(self.z[l - 1])) ** 2)

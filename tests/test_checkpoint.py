@@ -40,9 +40,16 @@ def state_arrays(directory: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize(("ranks", "dtype"), [(2, "float64"), (3, "float32")])
-def test_resume_continues_the_same_trajectory_bit_for_bit(tmp_path, data_npz, ranks, dtype):
-    common = ["--warmup", "3", "--dtype", dtype]
+@pytest.mark.parametrize(
+    ("ranks", "dtype", "preset"),
+    [(2, "float64", "talk"), (3, "float32", "talk"), (2, "float64", "best")],
+)
+def test_resume_continues_the_same_trajectory_bit_for_bit(
+    tmp_path, data_npz, ranks, dtype, preset
+):
+    # The best preset adds centring and continuation: the resumed run must
+    # keep the saved mean and pick the penalties up at iteration 5.
+    common = ["--preset", preset, "--warmup", "3", "--dtype", dtype]
     full, part, rest = tmp_path / "full", tmp_path / "part", tmp_path / "rest"
     train(
         ranks, data_npz, *common, "--iterations", "10", "--checkpoint", str(full),

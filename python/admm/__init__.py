@@ -6,7 +6,8 @@ transpose reduction. See :class:`ADMMNetwork`.
 """
 
 from .network import ADMMNetwork, load
+from .presets import PRESET_ITERATIONS, PRESETS
 
 __version__ = "0.1.0"
 
-__all__ = ["ADMMNetwork", "__version__", "load"]
+__all__ = ["PRESETS", "PRESET_ITERATIONS", "ADMMNetwork", "__version__", "load"]

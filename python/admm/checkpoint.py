@@ -120,6 +120,8 @@ def save_checkpoint(
             for i, v in enumerate(state[kind]):
                 arrays[f"{kind}{i + 1}"] = v
         arrays["lam"] = state["lam"]
+        if state.get("input_mean") is not None:
+            arrays["input_mean"] = np.asarray(state["input_mean"], dtype=np.float64)
         bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
         if bad:
             # Never replace the last good checkpoint by one that cannot be resumed.
@@ -272,6 +274,7 @@ def _read_rank_state(
             "rho": tuple(float(r) for r in data["rho"]),
             "elapsed": float(data["elapsed"]),
             "history": list(manifest["history"]),
+            "input_mean": data["input_mean"] if "input_mean" in data else None,
         }
     except KeyError as exc:
         raise CheckpointError(f"checkpoint file {path} lacks array {exc}") from None

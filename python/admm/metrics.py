@@ -35,6 +35,7 @@ def memory_breakdown(
     dtype: str | np.dtype = "float64",
     loss: str = "hinge",
     n_test_local: int = 0,
+    center: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -42,7 +43,8 @@ def memory_breakdown(
     samples, ``n_test_local`` its test samples, ``s`` the item size of
     ``dtype``. Persistent arrays (alive for the whole run):
 
-    - ``input``: the training block ``X``, ``m n_0 s``;
+    - ``input``: the training block ``X``, ``m n_0 s``, twice with ``center``
+      (the caller's block and the network's centred copy);
     - ``labels``: the class labels, ``8 m`` (int64), plus for the squared loss
       the one-hot ``targets``, ``m n_L s``;
     - ``activations``: ``a_l``, ``l = 1..L-1``, ``m sum n_l s``;
@@ -81,7 +83,7 @@ def memory_breakdown(
     m = int(m_local)
     hidden = n[1:L]
     parts = {
-        "input": m * n[0] * s,
+        "input": m * n[0] * s * (2 if center else 1),
         "labels": m * 8 + (m * n[L] * s if loss == "squared" else 0),
         "activations": m * sum(hidden) * s,
         "outputs": m * sum(n[1:]) * s,

@@ -49,9 +49,11 @@ DTYPES = ("float64", "float32")
 RHO_RELATIVE = 1e-6
 
 #: Model files: version 2 adds ``sha256``, a checksum of all other arrays
-#: (names, dtypes, shapes and bytes). Version 1 files (no checksum) are still read.
-MODEL_FORMAT_VERSION = 2
-_MODEL_VERSIONS_READ = (1, 2)
+#: (names, dtypes, shapes and bytes); version 3 the continuation, multiplier,
+#: relative ridge and ``input_mean`` (a reader of version 2 would predict a
+#: centred model wrongly). Versions 1 and 2 are still read.
+MODEL_FORMAT_VERSION = 3
+_MODEL_VERSIONS_READ = (1, 2, 3)
 
 #: Samples per block of the split-independent sums (``deterministic=True``):
 #: ranks must hold whole blocks, so it bounds the load imbalance; smaller
@@ -122,8 +124,29 @@ class ADMMNetwork:
         picks, per layer, ``RHO_RELATIVE`` (1e-6) times the mean diagonal entry
         of that layer's Gram after the initial forward pass, in both dtypes;
         the values used are in ``rho_`` after ``fit``.
+    rho_relative : float
+        The automatic ridge (``rho=None``) as a multiple of each layer's mean
+        Gram diagonal; default ``RHO_RELATIVE`` (1e-6). The accuracy study
+        (``docs/accuracy-study.md``) found 1e-2 much better on MNIST.
     warmup : int
         Iterations ``0 .. warmup-1`` make no multiplier update.
+    multiplier : bool
+        Whether the output multiplier ``lam`` is updated at all (equation
+        (6)). Off, every iteration is a block-coordinate sweep of the penalty
+        objective; on MNIST this trained better than the multiplier
+        (``docs/accuracy-study.md``). Default True, as in ``ADMM.md``.
+    beta_growth, gamma_growth : float
+        Continuation: the penalties in force at 0-based iteration ``t`` are
+        ``min(beta_l * beta_growth**t, beta_max_l)`` and likewise for gamma,
+        a function of ``t`` alone (a resumed run continues the same path).
+        Default 1.0 (constant penalties, ``ADMM.md``); must be >= 1.
+    beta_max, gamma_max : float, sequence, or None
+        Caps of the continuation per layer (a scalar for all); None (default)
+        means no cap.
+    center : bool
+        Subtract the mean training input (over all ranks' samples) from the
+        inputs, in training and prediction; the mean is in ``input_mean_``
+        and saved with the model. Costs one centred copy of the input block.
     dtype : {"float64", "float32"}
         Precision of the data, activations and weights. The small Cholesky
         factorisations are always done in float64.
@@ -168,6 +191,8 @@ class ADMMNetwork:
         Iterations done.
     rho_ : tuple of float
         The ridge of each layer actually used.
+    input_mean_ : ndarray of shape (n_0,) or None
+        The mean training input subtracted with ``center`` (float64).
     """
 
     def __init__(
@@ -179,6 +204,13 @@ class ADMMNetwork:
         gamma: float | Sequence[float] = 20.0,
         rho: float | Sequence[float] | None = None,
         warmup: int = 10,
+        rho_relative: float = RHO_RELATIVE,
+        multiplier: bool = True,
+        beta_growth: float = 1.0,
+        gamma_growth: float = 1.0,
+        beta_max: float | Sequence[float] | None = None,
+        gamma_max: float | Sequence[float] | None = None,
+        center: bool = False,
         dtype: str | np.dtype = "float64",
         seed: int = 0,
         weights: Sequence[np.ndarray] | None = None,
@@ -207,6 +239,33 @@ class ADMMNetwork:
         if isinstance(warmup, bool) or not isinstance(warmup, int | np.integer) or warmup < 0:
             raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
         self.warmup = int(warmup)
+        if not (
+            isinstance(rho_relative, int | float | np.number)
+            and not isinstance(rho_relative, bool)
+        ) or not (math.isfinite(float(rho_relative)) and float(rho_relative) > 0):
+            raise ValueError(
+                f"rho_relative must be a positive finite number, got {rho_relative!r}"
+            )
+        self.rho_relative = float(rho_relative)
+        for name, flag in (("multiplier", multiplier), ("center", center)):
+            if not isinstance(flag, bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        self.multiplier = bool(multiplier)
+        self.center = bool(center)
+        growths = []
+        for name, g in (("beta_growth", beta_growth), ("gamma_growth", gamma_growth)):
+            value = _per_layer(g, 1, name)[0]
+            if value < 1.0:
+                raise ValueError(f"{name} must be at least 1 (continuation tightens), got {g!r}")
+            growths.append(value)
+        self.beta_growth, self.gamma_growth = growths
+        self.beta_max = None if beta_max is None else _per_layer(beta_max, n_weight, "beta_max")
+        self.gamma_max = (
+            None
+            if gamma_max is None or n_weight == 1
+            else _per_layer(gamma_max, n_weight - 1, "gamma_max")
+        )
+        self.input_mean_: np.ndarray | None = None
         try:
             dtype_name = np.dtype(dtype).name
         except TypeError:
@@ -313,6 +372,13 @@ class ADMMNetwork:
             comm.raise_if_any(layout.misaligned())
             self._layout = layout
         self._tree = None  # built for this layout at the first sum
+        if self.center:
+            # A resumed run keeps the mean its state was centred with.
+            resuming = warm_start and self._state is not None and self.input_mean_ is not None
+            mean = self.input_mean_ if resuming else self._input_mean(X)
+            assert mean is not None
+            X = np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
+            self.input_mean_ = mean
         if warm_start and self._state is not None:
             message = None
             if self._state.X.shape != X.shape:
@@ -371,6 +437,8 @@ class ADMMNetwork:
         out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
         for start in range(0, X.shape[0], PREDICT_BLOCK):
             block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
+            if self.input_mean_ is not None:
+                block = block - self.input_mean_.astype(self.dtype)
             for layer, w in enumerate(self._weights):
                 nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
                 matmul(block, w, nxt, transpose_b=True)
@@ -418,6 +486,19 @@ class ADMMNetwork:
             "dtype": np.array(self.dtype.name),
             "seed": np.array(self.seed),
             "n_iter": np.array(self.n_iter_),
+            "rho_relative": np.array(self.rho_relative),
+            "multiplier": np.array(self.multiplier),
+            "beta_growth": np.array(self.beta_growth),
+            "gamma_growth": np.array(self.gamma_growth),
+            "beta_max": np.array(
+                self.beta_max if self.beta_max is not None else [], dtype=np.float64
+            ),
+            "gamma_max": np.array(
+                self.gamma_max if self.gamma_max is not None else [], dtype=np.float64
+            ),
+            "input_mean": np.array(
+                self.input_mean_ if self.input_mean_ is not None else [], dtype=np.float64
+            ),
         }
         for i, w in enumerate(self._weights):
             arrays[f"W{i + 1}"] = w
@@ -444,6 +525,7 @@ class ADMMNetwork:
             "rho": tuple(self.rho_ or ()),
             "elapsed": s.elapsed,
             "history": list(self.history),
+            "input_mean": self.input_mean_,
         }
 
     def set_state(self, state: dict[str, Any], X: np.ndarray, y: np.ndarray) -> None:
@@ -453,6 +535,17 @@ class ADMMNetwork:
         continue the same trajectory.
         """
         X = self._check_input(X, "X")
+        mean = state.get("input_mean")
+        if self.center:
+            if mean is None or np.shape(mean) != (self.layers[0],):
+                raise ValueError(
+                    f"a centred network needs the state's input_mean of shape "
+                    f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
+                )
+            mean = np.asarray(mean, dtype=np.float64)
+            X = np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
+        elif mean is not None:
+            raise ValueError("the state was centred (input_mean), this network has center=False")
         X = np.ascontiguousarray(X, dtype=self.dtype)
         m = X.shape[0]
         L = len(self.layers) - 1
@@ -481,12 +574,50 @@ class ADMMNetwork:
             raise ValueError(f"state rho has {len(rho)} values, expected {L}")
         self._weights = weights
         self.rho_ = rho
+        self.input_mean_ = mean
         self._state = _State(self, X, self._targets(y, m), [X, *a], z, lam)
         self._state.elapsed = float(state.get("elapsed", 0.0))
         self.n_iter_ = int(state["n_iter"])
         self.history = list(state.get("history", []))
 
     # ------------------------------------------------------------ internals
+
+    def penalties(self, t: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(beta, gamma)`` in force at 0-based iteration ``t``. Local.
+
+        ``beta_l(t) = min(beta_l * beta_growth**t, beta_max_l)``, likewise
+        gamma; exactly ``(beta, gamma)`` without continuation.
+        """
+
+        def schedule(
+            base: tuple[float, ...], growth: float, cap: tuple[float, ...] | None
+        ) -> tuple[float, ...]:
+            if growth == 1.0:
+                grown = base
+            else:
+                factor = growth**t
+                grown = tuple(v * factor for v in base)
+            if cap is None:
+                return grown
+            return tuple(min(v, c) for v, c in zip(grown, cap, strict=True))
+
+        return (
+            schedule(self.beta, self.beta_growth, self.beta_max),
+            schedule(self.gamma, self.gamma_growth, self.gamma_max),
+        )
+
+    def _input_mean(self, X: np.ndarray) -> np.ndarray:
+        """Mean of all ranks' rows of ``X`` in float64, shape ``(n_0,)``. Collective."""
+        n0 = X.shape[1]
+
+        def sums(i: int, rows: slice, out: np.ndarray) -> None:
+            out[:n0] = X[rows].sum(axis=0, dtype=np.float64)
+            out[n0] = X[rows].shape[0]
+
+        total = self._sample_sum(sums, np.empty(n0 + 1))
+        if total[n0] <= 0:
+            raise ValueError("center needs at least one training sample over all ranks")
+        return total[:n0] / total[n0]
 
     def _layer_rho(self, l: int) -> float:
         """The ridge of weight layer ``l`` (1-based) in use."""
@@ -539,6 +670,13 @@ class ADMMNetwork:
             self.seed,
             self.deterministic,
             self.block_size,
+            self.rho_relative,
+            self.multiplier,
+            self.beta_growth,
+            self.gamma_growth,
+            self.beta_max,
+            self.gamma_max,
+            self.center,
         )
 
     def _config_mismatch(self, comm: Communicator) -> str | None:
@@ -681,7 +819,7 @@ class ADMMNetwork:
 
             sq = self._sample_sum(squares, np.empty(len(a)))
             self.rho_ = tuple(
-                float(RHO_RELATIVE * max(s / n, np.finfo(np.float64).tiny))
+                float(self.rho_relative * max(s / n, np.finfo(np.float64).tiny))
                 for s, n in zip(sq, self.layers[:-1], strict=True)
             )
         else:
@@ -705,38 +843,40 @@ class ADMMNetwork:
         # One row of terms per summation block (one row without deterministic).
         blocks = self._row_blocks()
         terms = np.zeros((len(blocks), 2 * (L - 1) + 2))
+        beta, gamma = self.penalties(t)
         for l in range(1, L + 1):
             a_prev = s.a[l - 1]
             self._weights[l - 1] = s.solve_weights(l)  # (1), (4)
             zl = s.z[l - 1]
             if l < L:
-                s.update_activation(l)  # (2)
+                s.update_activation(l, beta[l], gamma[l - 1])  # (2)
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (3)
                 for i, rows in enumerate(blocks):
                     act, pen = hidden_z_update(
                         zl[rows],
                         s.a[l][rows],
-                        self.gamma[l - 1],
-                        self.beta[l - 1],
+                        gamma[l - 1],
+                        beta[l - 1],
                         self.activation,
                     )
-                    terms[i, 2 * (l - 1)] = self.gamma[l - 1] * act
-                    terms[i, 2 * (l - 1) + 1] = self.beta[l - 1] * pen
+                    terms[i, 2 * (l - 1)] = gamma[l - 1] * act
+                    terms[i, 2 * (l - 1) + 1] = beta[l - 1] * pen
             else:
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
                 update = output_hinge_update if self.loss == "hinge" else output_squared_update
+                update_lam = self.multiplier and t >= self.warmup
                 for i, rows in enumerate(blocks):
                     loss, dot, res = update(
-                        zl[rows], s.lam[rows], s.targets[rows], self.beta[-1], t >= self.warmup
+                        zl[rows], s.lam[rows], s.targets[rows], beta[-1], update_lam
                     )
-                    terms[i, -2:] = (loss + dot + self.beta[-1] * res, res)
+                    terms[i, -2:] = (loss + dot + beta[-1] * res, res)
 
         def block_terms(i: int, rows: slice, out: np.ndarray) -> None:
             out[:] = terms[i]
 
         total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
         ridges = [
-            self.beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
+            beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
             for i, w in enumerate(self._weights)
         ]
         objective = float(total[:-1].sum() + sum(ridges))
@@ -905,16 +1045,16 @@ class _State:
             out[rows] = cholesky_solve(factor, w[rows])
         return comm.allgather_rows(out, starts)
 
-    def update_activation(self, l: int) -> None:
+    def update_activation(self, l: int, b: float, g: float) -> None:
         """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local.
+
+        ``b`` is beta_{l+1} and ``g`` gamma_l in force this iteration.
 
         Uses ``z_l`` as work space when the next layer is not narrower: call it
         only where (3) overwrites ``z_l`` next.
         """
         net = self.net
         w = net._weights[l]  # W_{l+1}, shape (n_{l+1}, n_l)
-        b = net.beta[l]  # beta_{l+1}
-        g = net.gamma[l - 1]  # gamma_l
         a = self.a[l]
         w64 = w.astype(np.float64)
         if self.use_woodbury(l):
@@ -1011,6 +1151,10 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
             raise ValueError(f"{os.fspath(path)} is not an admm model: missing {key}")
         weights.append(data[key])
     rho = data["rho"].tolist() if "rho" in data and data["rho"].size else None
+
+    def optional(key: str) -> list[float] | None:
+        return data[key].tolist() if key in data and data[key].size else None
+
     net = ADMMNetwork(
         layers,
         activation=str(data["activation"]),
@@ -1022,6 +1166,21 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
         dtype=str(data["dtype"]),
         seed=int(data.get("seed", 0)),
         weights=weights,
+        rho_relative=float(data.get("rho_relative", RHO_RELATIVE)),
+        multiplier=bool(data.get("multiplier", True)),
+        beta_growth=float(data.get("beta_growth", 1.0)),
+        gamma_growth=float(data.get("gamma_growth", 1.0)),
+        beta_max=optional("beta_max"),
+        gamma_max=optional("gamma_max"),
+        center="input_mean" in data and data["input_mean"].size > 0,
     )
+    if net.center:
+        mean = np.asarray(data["input_mean"], dtype=np.float64)
+        if mean.shape != (layers[0],):
+            raise ValueError(
+                f"{os.fspath(path)} is not an admm model: input_mean has shape {mean.shape}, "
+                f"expected {(layers[0],)}"
+            )
+        net.input_mean_ = mean
     net.n_iter_ = int(data.get("n_iter", 0))
     return net
