@@ -42,7 +42,16 @@ from ._files import unwritable_reason
 from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
 from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
-from .network import ACTIVATIONS, BLOCK_SIZE, DTYPES, LOSSES, ADMMNetwork, NumericalError
+from .network import (
+    ACTIVATIONS,
+    BLOCK_SIZE,
+    DTYPES,
+    LOSSES,
+    RHO_RELATIVE,
+    ADMMNetwork,
+    NumericalError,
+)
+from .presets import PRESET_ITERATIONS, PRESETS
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
 TOL_PATIENCE = 5
@@ -107,6 +116,17 @@ def positive_floats(text: str) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+def growth_factor(text: str) -> float:
+    """A finite float >= 1 from the command line (continuation factor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"must be a number >= 1, got {text!r}")
+    return value
+
+
 def layer_widths(text: str) -> tuple[int, ...]:
     """Layer widths ``n_0,n_1,...,n_L`` (at least two positive integers)."""
     try:
@@ -151,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     n = p.add_argument_group("network and ADMM")
     n.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="talk",
+        help="a named configuration (admm/presets.py): talk = the published one (the "
+        "defaults shown here), best = the best of docs/accuracy-study.md (centred inputs, "
+        "ridge 1e-2, penalties 1 -> x1.1 per iteration -> 30, no output multiplier, 40 "
+        "iterations). Flags given explicitly override the preset, in any order",
+    )
+    n.add_argument(
         "--layers",
         type=layer_widths,
         default=",".join(map(str, DEFAULT_LAYERS)),
@@ -188,8 +217,55 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_floats,
         default=None,
         metavar="R[,R...]",
-        help="ridge added to every Gram matrix before its Cholesky solve; None: 1e-6 "
-        "times the mean diagonal of each layer's Gram at initialisation",
+        help="ridge added to every Gram matrix before its Cholesky solve; None: "
+        "--rho-relative times the mean diagonal of each layer's Gram at initialisation",
+    )
+    n.add_argument(
+        "--rho-relative",
+        type=positive_float,
+        default=RHO_RELATIVE,
+        metavar="R",
+        help="the automatic ridge (without --rho), relative to each Gram's mean diagonal",
+    )
+    n.add_argument(
+        "--beta-growth",
+        type=growth_factor,
+        default=1.0,
+        metavar="F",
+        help="continuation: beta_l at iteration t (from 0) is min(beta_l F^t, --beta-max)",
+    )
+    n.add_argument(
+        "--gamma-growth",
+        type=growth_factor,
+        default=1.0,
+        metavar="F",
+        help="continuation: gamma_l at iteration t (from 0) is min(gamma_l F^t, --gamma-max)",
+    )
+    n.add_argument(
+        "--beta-max",
+        type=positive_floats,
+        default=None,
+        metavar="B[,B...]",
+        help="cap of the beta continuation, one value or one per weight layer; None: no cap",
+    )
+    n.add_argument(
+        "--gamma-max",
+        type=positive_floats,
+        default=None,
+        metavar="G[,G...]",
+        help="cap of the gamma continuation, one value or one per hidden layer; None: no cap",
+    )
+    n.add_argument(
+        "--center",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="subtract the mean training input (over all ranks) in training and prediction",
+    )
+    n.add_argument(
+        "--multiplier",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="update the output multiplier lam after the warm-up (equation (6))",
     )
     n.add_argument(
         "--warmup",
@@ -281,6 +357,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -------------------------------------------------------------- helpers
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line and apply ``--preset``. Local.
+
+    A preset sets every network flag (and ``--iterations``) that is not given
+    explicitly on the command line; an explicit flag wins whatever its place
+    relative to ``--preset``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Which flags were given: parse again with every default suppressed.
+    saved = {action.dest: action.default for action in parser._actions}
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        explicit = set(vars(parser.parse_args(argv)))
+    finally:
+        for action in parser._actions:
+            action.default = saved[action.dest]
+    settings = {**PRESETS[args.preset], "iterations": PRESET_ITERATIONS[args.preset]}
+    for key, value in settings.items():
+        if key not in explicit:
+            setattr(args, key, value)
+    return args
 
 
 def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> str | None:
@@ -414,6 +515,10 @@ def _fmt_floats(value: float | Sequence[float] | None) -> str:
     return ",".join(f"{v:g}" for v in value)
 
 
+def _fmt_cap(value: float | Sequence[float] | None) -> str:
+    return "no cap" if value is None else _fmt_floats(value)
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -481,6 +586,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             dtype=args.dtype,
             seed=args.seed,
             deterministic=args.deterministic,
+            rho_relative=args.rho_relative,
+            multiplier=args.multiplier,
+            beta_growth=args.beta_growth,
+            gamma_growth=args.gamma_growth,
+            beta_max=args.beta_max,
+            gamma_max=args.gamma_max,
+            center=args.center,
         ),
     )
     X, labels = dataset.X_train, dataset.y_train
@@ -496,7 +608,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     n_test_local = X_test.shape[0] if X_test is not None else 0
     n_test_max = int(comm.max_value(float(n_test_local)))
     breakdown = memory_breakdown(
-        args.layers, int(m_local.max()), args.dtype, args.loss, n_test_max
+        args.layers, int(m_local.max()), args.dtype, args.loss, n_test_max, center=args.center
     )
     predicted = sum(breakdown.values())
     baseline_max = comm.max_value(float(baseline))
@@ -509,6 +621,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "gamma": list(net.gamma),
         "rho": None if net.rho is None else list(net.rho),
         "warmup": net.warmup,
+        "rho_relative": net.rho_relative,
+        "multiplier": net.multiplier,
+        "beta_growth": net.beta_growth,
+        "gamma_growth": net.gamma_growth,
+        "beta_max": None if net.beta_max is None else list(net.beta_max),
+        "gamma_max": None if net.gamma_max is None else list(net.gamma_max),
+        "center": net.center,
         "dtype": net.dtype.name,
         "seed": net.seed,
         # Part of the trajectory: a resume must sum the same way.
@@ -547,6 +666,17 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     say(
         f"  beta {_fmt_floats(args.beta)}, gamma {_fmt_floats(args.gamma)}, "
         f"rho {_fmt_floats(args.rho)}, warmup {net.warmup}, seed {net.seed}"
+    )
+    say(
+        f"  preset {args.preset}: rho-relative {net.rho_relative:g}, "
+        f"multiplier {'on' if net.multiplier else 'off'}, "
+        f"centred inputs {'yes' if net.center else 'no'}, continuation "
+        + (
+            f"beta x{net.beta_growth:g} up to {_fmt_cap(args.beta_max)}, "
+            f"gamma x{net.gamma_growth:g} up to {_fmt_cap(args.gamma_max)}"
+            if net.beta_growth != 1.0 or net.gamma_growth != 1.0
+            else "none"
+        )
     )
     if args.resume is not None:
         say(f"  resumed from {args.resume} at iteration {net.n_iter_}")
@@ -739,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals.install()
     try:
         with _mpi.abort_on_error(debug="--debug" in argv):
-            args = build_parser().parse_args(argv)
+            args = parse_args(argv)
             done = run(args, signals)
     finally:
         signals.restore()
