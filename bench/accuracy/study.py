@@ -83,6 +83,16 @@ CONFIGS: dict[str, Config] = {
     "r2_cont_nomult": _cont(100.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
     "r2_cont_nomult_c30": _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
     "r2_cont_nomult_c30_nobias": _cont(30.0, center=True, rho_rel=1e-2, multipliers=False),
+    # Round 3: the penalties' balance on the r2_cont_nomult_c30 base.
+    "nm_c30_bh2": dataclasses.replace(
+        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
+        beta=(2.0, 2.0, 1.0),
+    ),
+    "nm_c30_g05": dataclasses.replace(
+        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False), gamma=(0.5, 0.5)
+    ),
+    "nm_c30_r3e-3": _cont(30.0, center=True, bias=True, rho_rel=3e-3, multipliers=False),
+    "nm_c30_r3e-2": _cont(30.0, center=True, bias=True, rho_rel=3e-2, multipliers=False),
     "r2_cont_warm30": _cont(100.0, center=True, bias=True, rho_rel=1e-2, warmup=30),
     "r2_cont_hm": _cont(100.0, center=True, bias=True, rho_rel=1e-2, hidden_multipliers=True),
     "r2_cont_inert3": _cont(100.0, center=True, bias=True, rho_rel=1e-2, inertia=0.3),

@@ -124,29 +124,8 @@ class ADMMNetwork:
         picks, per layer, ``RHO_RELATIVE`` (1e-6) times the mean diagonal entry
         of that layer's Gram after the initial forward pass, in both dtypes;
         the values used are in ``rho_`` after ``fit``.
-    rho_relative : float
-        The automatic ridge (``rho=None``) as a multiple of each layer's mean
-        Gram diagonal; default ``RHO_RELATIVE`` (1e-6). The accuracy study
-        (``docs/accuracy-study.md``) found 1e-2 much better on MNIST.
     warmup : int
         Iterations ``0 .. warmup-1`` make no multiplier update.
-    multiplier : bool
-        Whether the output multiplier ``lam`` is updated at all (equation
-        (6)). Off, every iteration is a block-coordinate sweep of the penalty
-        objective; on MNIST this trained better than the multiplier
-        (``docs/accuracy-study.md``). Default True, as in ``ADMM.md``.
-    beta_growth, gamma_growth : float
-        Continuation: the penalties in force at 0-based iteration ``t`` are
-        ``min(beta_l * beta_growth**t, beta_max_l)`` and likewise for gamma,
-        a function of ``t`` alone (a resumed run continues the same path).
-        Default 1.0 (constant penalties, ``ADMM.md``); must be >= 1.
-    beta_max, gamma_max : float, sequence, or None
-        Caps of the continuation per layer (a scalar for all); None (default)
-        means no cap.
-    center : bool
-        Subtract the mean training input (over all ranks' samples) from the
-        inputs, in training and prediction; the mean is in ``input_mean_``
-        and saved with the model. Costs one centred copy of the input block.
     dtype : {"float64", "float32"}
         Precision of the data, activations and weights. The small Cholesky
         factorisations are always done in float64.
@@ -177,6 +156,27 @@ class ADMMNetwork:
     block_size : int
         Samples per block for ``deterministic`` (default ``BLOCK_SIZE``, 256).
         Part of the result: a different block size rounds differently.
+    rho_relative : float
+        The automatic ridge (``rho=None``) as a multiple of each layer's mean
+        Gram diagonal; default ``RHO_RELATIVE`` (1e-6). The accuracy study
+        (``docs/accuracy-study.md``) found 1e-2 much better on MNIST.
+    multiplier : bool
+        Whether the output multiplier ``lam`` is updated at all (equation
+        (6)). Off, every iteration is a block-coordinate sweep of the penalty
+        objective; on MNIST this trained better than the multiplier
+        (``docs/accuracy-study.md``). Default True, as in ``ADMM.md``.
+    beta_growth, gamma_growth : float
+        Continuation: the penalties in force at 0-based iteration ``t`` are
+        ``min(beta_l * beta_growth**t, beta_max_l)`` and likewise for gamma,
+        a function of ``t`` alone (a resumed run continues the same path).
+        Default 1.0 (constant penalties, ``ADMM.md``); must be >= 1.
+    beta_max, gamma_max : float, sequence, or None
+        Caps of the continuation per layer (a scalar for all); None (default)
+        means no cap.
+    center : bool
+        Subtract the mean training input (over all ranks' samples) from the
+        inputs, in training and prediction; the mean is in ``input_mean_``
+        and saved with the model. Costs one centred copy of the input block.
 
     Attributes
     ----------
@@ -204,6 +204,12 @@ class ADMMNetwork:
         gamma: float | Sequence[float] = 20.0,
         rho: float | Sequence[float] | None = None,
         warmup: int = 10,
+        dtype: str | np.dtype = "float64",
+        seed: int = 0,
+        weights: Sequence[np.ndarray] | None = None,
+        comm: Any = None,
+        deterministic: bool = False,
+        block_size: int = BLOCK_SIZE,
         rho_relative: float = RHO_RELATIVE,
         multiplier: bool = True,
         beta_growth: float = 1.0,
@@ -211,12 +217,6 @@ class ADMMNetwork:
         beta_max: float | Sequence[float] | None = None,
         gamma_max: float | Sequence[float] | None = None,
         center: bool = False,
-        dtype: str | np.dtype = "float64",
-        seed: int = 0,
-        weights: Sequence[np.ndarray] | None = None,
-        comm: Any = None,
-        deterministic: bool = False,
-        block_size: int = BLOCK_SIZE,
     ) -> None:
         layers = tuple(layers)
         if len(layers) < 2 or any(
@@ -327,8 +327,8 @@ class ADMMNetwork:
         X : array, shape (m_local, n_0)
             This rank's samples, one per row. Ranks may hold different numbers
             of samples (none at all, too). The network keeps a reference when
-            ``X`` is already C-contiguous in ``dtype``, a converted copy
-            otherwise; it never writes to it.
+            ``X`` is already C-contiguous in ``dtype`` and ``center`` is off,
+            a converted or centred copy otherwise; it never writes to it.
         y : array
             Integer class labels ``(m_local,)`` in ``0..n_L-1`` for the hinge
             loss, an ``(m_local, n_L)`` target array for least squares.
