@@ -1040,7 +1040,7 @@ class _State:
         # so the split would make W_l depend on the number of ranks.
         starts = [n_out * r // comm.size for r in range(comm.size + 1)]
         rows = slice(starts[comm.rank], starts[comm.rank + 1])
-        out = np.empty((n_out, n_in), dtype=net.dtype)
+        out = np.empty(w.shape, dtype=net.dtype)
         if rows.stop > rows.start:
             out[rows] = cholesky_solve(factor, w[rows])
         return comm.allgather_rows(out, starts)
