@@ -93,6 +93,38 @@ CONFIGS: dict[str, Config] = {
     ),
     "nm_c30_r3e-3": _cont(30.0, center=True, bias=True, rho_rel=3e-3, multipliers=False),
     "nm_c30_r3e-2": _cont(30.0, center=True, bias=True, rho_rel=3e-2, multipliers=False),
+    "nm_c30_relu": _cont(
+        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, activation="relu"
+    ),
+    "nm_c30_sqhinge": _cont(
+        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, loss="sqhinge"
+    ),
+    "nm_c30_random_init": _cont(
+        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, init="random"
+    ),
+    "nm_c30_growth105": dataclasses.replace(
+        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
+        beta_growth=1.05,
+        gamma_growth=1.05,
+    ),
+    "nm_c30_growth103": dataclasses.replace(
+        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
+        beta_growth=1.03,
+        gamma_growth=1.03,
+    ),
+    # Constant penalties: with every beta and gamma grown alike, only the
+    # output prox step 1/(2 beta_L) changes along the continuation.
+    "nm_const1": _c(
+        center=True, bias=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(1.0,) * 2
+    ),
+    "nm_const1_out05": _c(
+        center=True,
+        bias=True,
+        rho_rel=1e-2,
+        multipliers=False,
+        beta=(1.0, 1.0, 0.5),
+        gamma=(1.0,) * 2,
+    ),
     "r2_cont_warm30": _cont(100.0, center=True, bias=True, rho_rel=1e-2, warmup=30),
     "r2_cont_hm": _cont(100.0, center=True, bias=True, rho_rel=1e-2, hidden_multipliers=True),
     "r2_cont_inert3": _cont(100.0, center=True, bias=True, rho_rel=1e-2, inertia=0.3),

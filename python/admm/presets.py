@@ -18,10 +18,9 @@ from typing import Any
 #: ``best``: the best configuration of the accuracy study, chosen on a
 #: validation split of MNIST's training images (not the test set): centred
 #: inputs, a 1e-2 relative ridge, every beta and gamma starting at 1 and
-#: growing x1.1 per iteration up to 30, and no output multiplier (it made the
-#: fit decay once it started). 94.8% test accuracy on MNIST (all 60,000
-#: training images) after 40 iterations; later iterations slowly lose
-#: accuracy again.
+#: growing x1.03 per iteration up to 30, and no output multiplier (it made the
+#: fit decay once it started). 95.73% test accuracy on MNIST (all 60,000
+#: training images) after 100 iterations, still rising slowly.
 PRESETS: dict[str, dict[str, Any]] = {
     "talk": {
         "activation": "hardsigmoid",
@@ -47,8 +46,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rho_relative": 1e-2,
         "warmup": 10,
         "multiplier": False,
-        "beta_growth": 1.1,
-        "gamma_growth": 1.1,
+        "beta_growth": 1.03,
+        "gamma_growth": 1.03,
         "beta_max": 30.0,
         "gamma_max": 30.0,
         "center": True,
@@ -57,4 +56,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Iterations each preset was measured with; ``--preset`` sets ``--iterations``
 #: to it unless the flag is given.
-PRESET_ITERATIONS: dict[str, int] = {"talk": 100, "best": 40}
+PRESET_ITERATIONS: dict[str, int] = {"talk": 100, "best": 100}
