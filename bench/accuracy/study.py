@@ -125,6 +125,17 @@ CONFIGS: dict[str, Config] = {
         beta=(1.0, 1.0, 0.5),
         gamma=(1.0,) * 2,
     ),
+    "nm_const1_out025": _c(
+        center=True,
+        bias=True,
+        rho_rel=1e-2,
+        multipliers=False,
+        beta=(1.0, 1.0, 0.25),
+        gamma=(1.0,) * 2,
+    ),
+    "nm_const1_g2": _c(
+        center=True, bias=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(2.0,) * 2
+    ),
     "r2_cont_warm30": _cont(100.0, center=True, bias=True, rho_rel=1e-2, warmup=30),
     "r2_cont_hm": _cont(100.0, center=True, bias=True, rho_rel=1e-2, hidden_multipliers=True),
     "r2_cont_inert3": _cont(100.0, center=True, bias=True, rho_rel=1e-2, inertia=0.3),
