@@ -369,14 +369,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Which flags were given: parse again with every default suppressed.
-    saved = {action.dest: action.default for action in parser._actions}
+    saved = [(action, action.default) for action in parser._actions]
     try:
-        for action in parser._actions:
+        for action, _ in saved:
             action.default = argparse.SUPPRESS
         explicit = set(vars(parser.parse_args(argv)))
     finally:
-        for action in parser._actions:
-            action.default = saved[action.dest]
+        for action, default in saved:
+            action.default = default
     settings = {**PRESETS[args.preset], "iterations": PRESET_ITERATIONS[args.preset]}
     for key, value in settings.items():
         if key not in explicit:
