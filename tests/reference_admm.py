@@ -238,34 +238,28 @@ class ReferenceADMM:
     def objective(self) -> float:
         """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2,
         with the penalties of the last iteration done."""
-        beta, gamma = self.beta, self.gamma
         if self.t > 0:
-            self.beta, self.gamma = self.last_beta, self.last_gamma
-        try:
-            return self._objective()
-        finally:
-            self.beta, self.gamma = beta, gamma
+            return self._objective(self.last_beta, self.last_gamma)
+        return self._objective(self.beta, self.gamma)
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Forward pass of ``(m, n_0)`` inputs (centred as in training): ``(m, n_L)``."""
-        return forward(
-            self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation
-        )
+        return forward(self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation)
 
-    def _objective(self) -> float:
+    def _objective(self, beta: Sequence[float], gamma: Sequence[float]) -> float:
         total = 0.0
         for l in range(1, self.L):
-            total += self.gamma[l - 1] * np.sum((self.a[l] - self.h(self.z[l - 1])) ** 2)
+            total += gamma[l - 1] * np.sum((self.a[l] - self.h(self.z[l - 1])) ** 2)
             r = self.z[l - 1] - self.weights[l - 1] @ self.a[l - 1]
-            total += self.beta[l - 1] * np.sum(r**2)
+            total += beta[l - 1] * np.sum(r**2)
         zL = self.z[-1]
         if self.loss == "hinge":
             total += hinge_loss(zL, self.Y)
         else:
             total += float(np.sum((zL - self.Y) ** 2))
         total += float(np.sum(zL * self.lam))
-        total += self.beta[-1] * np.sum((zL - self.weights[-1] @ self.a[-1]) ** 2)
-        for b, r, w in zip(self.beta, self.rho, self.weights, strict=True):
+        total += beta[-1] * np.sum((zL - self.weights[-1] @ self.a[-1]) ** 2)
+        for b, r, w in zip(beta, self.rho, self.weights, strict=True):
             total += b * r * np.sum(w**2)
         return float(total)
 

@@ -377,7 +377,7 @@ class ADMMNetwork:
             resuming = warm_start and self._state is not None and self.input_mean_ is not None
             mean = self.input_mean_ if resuming else self._input_mean(X)
             assert mean is not None
-            X = np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
+            X = self._centred(X, mean)
             self.input_mean_ = mean
         if warm_start and self._state is not None:
             message = None
@@ -438,7 +438,7 @@ class ADMMNetwork:
         for start in range(0, X.shape[0], PREDICT_BLOCK):
             block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
             if self.input_mean_ is not None:
-                block = block - self.input_mean_.astype(self.dtype)
+                block = self._centred(block, self.input_mean_)
             for layer, w in enumerate(self._weights):
                 nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
                 matmul(block, w, nxt, transpose_b=True)
@@ -543,7 +543,7 @@ class ADMMNetwork:
                     f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
                 )
             mean = np.asarray(mean, dtype=np.float64)
-            X = np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
+            X = self._centred(X, mean)
         elif mean is not None:
             raise ValueError("the state was centred (input_mean), this network has center=False")
         X = np.ascontiguousarray(X, dtype=self.dtype)
@@ -605,6 +605,11 @@ class ADMMNetwork:
             schedule(self.beta, self.beta_growth, self.beta_max),
             schedule(self.gamma, self.gamma_growth, self.gamma_max),
         )
+
+    def _centred(self, X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """``X - mean`` as a new array in the network's dtype (the mean rounded
+        to it first, so training and prediction subtract the same values)."""
+        return np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
 
     def _input_mean(self, X: np.ndarray) -> np.ndarray:
         """Mean of all ranks' rows of ``X`` in float64, shape ``(n_0,)``. Collective."""
@@ -1027,9 +1032,9 @@ class _State:
         else:
             factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
             factor = _factor_with_ridge(factor, net._layer_rho(l), layer=l)
-        w = c.astype(np.float64)
         comm = net._communicator()
         if comm.size == 1 or net.deterministic:
+            w = c.astype(np.float64)
             cholesky_solve(factor, w)
             return w.astype(net.dtype, copy=False)
         # The rows of W_l are independent solves with one matrix: each rank
@@ -1040,9 +1045,10 @@ class _State:
         # so the split would make W_l depend on the number of ranks.
         starts = [n_out * r // comm.size for r in range(comm.size + 1)]
         rows = slice(starts[comm.rank], starts[comm.rank + 1])
-        out = np.empty(w.shape, dtype=net.dtype)
+        out = np.empty(c.shape, dtype=net.dtype)
         if rows.stop > rows.start:
-            out[rows] = cholesky_solve(factor, w[rows])
+            # Only this rank's rows are converted to float64 and solved.
+            out[rows] = cholesky_solve(factor, c[rows].astype(np.float64))
         return comm.allgather_rows(out, starts)
 
     def update_activation(self, l: int, b: float, g: float) -> None:
