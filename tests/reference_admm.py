@@ -244,7 +244,9 @@ class ReferenceADMM:
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Forward pass of ``(m, n_0)`` inputs (centred as in training): ``(m, n_L)``."""
-        return forward(self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation)
+        return forward(
+            self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation
+        )
 
     def _objective(self, beta: Sequence[float], gamma: Sequence[float]) -> float:
         total = 0.0
