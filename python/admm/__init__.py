@@ -5,9 +5,18 @@ Gradients: A Scalable ADMM Approach", in the data-parallel form with
 transpose reduction. See :class:`ADMMNetwork`.
 """
 
+from ._threads import get_num_threads, set_num_threads
 from .network import ADMMNetwork, load
 from .presets import PRESET_ITERATIONS, PRESETS
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "PRESET_ITERATIONS", "ADMMNetwork", "__version__", "load"]
+__all__ = [
+    "PRESETS",
+    "PRESET_ITERATIONS",
+    "ADMMNetwork",
+    "__version__",
+    "get_num_threads",
+    "load",
+    "set_num_threads",
+]

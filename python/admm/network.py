@@ -3,8 +3,9 @@
 Notation follows ``ADMM.md`` with samples in rows: this rank's activations
 ``a_l`` are ``(m_local, n_l)`` arrays (the column-major ``n_l x m_local``
 matrices of the spec, without a transpose), weights ``W_l`` are
-``(n_l, n_{l-1})``. The compiled kernels do the arithmetic; the only
-collectives go through :mod:`admm._mpi`.
+``(n_l, n_{l-1})``. The compiled kernels do the arithmetic (the entry-wise ones
+on the threads of :mod:`admm._threads`); the only collectives go through
+:mod:`admm._mpi`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from admm_core import (
 from ._blocksum import BlockLayout, TreeSum
 from ._files import atomic_savez
 from ._mpi import Communicator
+from ._threads import rowwise
 
 ACTIVATIONS = ("hardsigmoid", "relu")
 LOSSES = ("hinge", "squared")
@@ -443,7 +445,7 @@ class ADMMNetwork:
                 nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
                 matmul(block, w, nxt, transpose_b=True)
                 if layer < len(self._weights) - 1:
-                    apply_activation(nxt, nxt, 1.0, self.activation)
+                    rowwise(apply_activation, (nxt, nxt), 1.0, self.activation)
                 block = nxt
             out[start : start + block.shape[0]] = block
         return out
@@ -815,7 +817,8 @@ class ADMMNetwork:
             matmul(a[-1], w, zl, transpose_b=True)
             z.append(zl)
             if layer < len(self._weights) - 1:
-                a.append(apply_activation(zl, np.empty_like(zl), 1.0, self.activation))
+                a.append(np.empty_like(zl))
+                rowwise(apply_activation, (zl, a[-1]), 1.0, self.activation)
         lam = np.zeros((m, self.layers[-1]), dtype=self.dtype)
         if self.rho is None:
             # Mean diagonal of each Gram a_{l-1} a_{l-1}^T is ||a_{l-1}||_F^2 / n_{l-1}.
@@ -846,6 +849,9 @@ class ADMMNetwork:
         # beta_l ||z_l - W_l a_{l-1}||^2 per hidden layer, the output layer's
         # loss + <z_L, lam> + beta_L ||z_L - W_L a_{L-1}||^2, and that residual.
         # One row of terms per summation block (one row without deterministic).
+        # The entry-wise updates run on several threads (admm._threads), each
+        # block's sums added in a fixed order of chunks: the same terms on any
+        # number of threads.
         blocks = self._row_blocks()
         terms = np.zeros((len(blocks), 2 * (L - 1) + 2))
         beta, gamma = self.penalties(t)
@@ -856,25 +862,31 @@ class ADMMNetwork:
             if l < L:
                 s.update_activation(l, beta[l], gamma[l - 1])  # (2)
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (3)
-                for i, rows in enumerate(blocks):
-                    act, pen = hidden_z_update(
-                        zl[rows],
-                        s.a[l][rows],
-                        gamma[l - 1],
-                        beta[l - 1],
-                        self.activation,
-                    )
-                    terms[i, 2 * (l - 1)] = gamma[l - 1] * act
-                    terms[i, 2 * (l - 1) + 1] = beta[l - 1] * pen
+                act, pen = rowwise(
+                    hidden_z_update,
+                    (zl, s.a[l]),
+                    gamma[l - 1],
+                    beta[l - 1],
+                    self.activation,
+                    blocks=blocks,
+                    n_sums=2,
+                ).T
+                terms[:, 2 * (l - 1)] = gamma[l - 1] * act
+                terms[:, 2 * (l - 1) + 1] = beta[l - 1] * pen
             else:
                 matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
                 update = output_hinge_update if self.loss == "hinge" else output_squared_update
                 update_lam = self.multiplier and t >= self.warmup
-                for i, rows in enumerate(blocks):
-                    loss, dot, res = update(
-                        zl[rows], s.lam[rows], s.targets[rows], beta[-1], update_lam
-                    )
-                    terms[i, -2:] = (loss + dot + beta[-1] * res, res)
+                loss, dot, res = rowwise(
+                    update,
+                    (zl, s.lam, s.targets),
+                    beta[-1],
+                    update_lam,
+                    blocks=blocks,
+                    n_sums=3,
+                ).T
+                terms[:, -2] = loss + dot + beta[-1] * res
+                terms[:, -1] = res
 
         def block_terms(i: int, rows: slice, out: np.ndarray) -> None:
             out[:] = terms[i]
@@ -1065,7 +1077,7 @@ class _State:
         w64 = w.astype(np.float64)
         if self.use_woodbury(l):
             # Right-hand side, one row per sample: g h(z_l) + b z_{l+1} W_{l+1}.
-            apply_activation(self.z[l - 1], a, g, net.activation)
+            rowwise(apply_activation, (self.z[l - 1], a), g, net.activation)
             matmul(self.z[l], w, a, alpha=b, beta=1.0)
             # (b W^T W + g I)^{-1} = (I - b W^T (g I + b W W^T)^{-1} W) / g:
             # only an n_{l+1} x n_{l+1} system, when the next layer is narrower.
@@ -1092,7 +1104,7 @@ class _State:
             # The right-hand side goes into z_l, free until (3) overwrites
             # it, so that the product needs no (m, n_l) temporary.
             rhs = self.z[l - 1]
-            apply_activation(rhs, rhs, g, net.activation)
+            rowwise(apply_activation, (rhs, rhs), g, net.activation)
             matmul(self.z[l], w, rhs, alpha=b, beta=1.0)
             matmul(rhs, inverse.astype(net.dtype, copy=False), a)
 
