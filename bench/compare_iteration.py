@@ -12,6 +12,10 @@ the times (the GEMM rate of a round is the median of 3 products). The load
 average before and after is printed: read ratios, not seconds, when it
 exceeds the core count. With one BLAS thread, ``--cpu-time`` times
 everything in process CPU time, which waiting for a core does not inflate.
+The entry-wise kernels run on as many threads as the BLAS
+(``admm.set_num_threads``), unless ``--entrywise-threads`` says otherwise
+(``--entrywise-threads 1``: all on the calling thread, as before they were
+threaded).
 
     OPENBLAS_NUM_THREADS=2 python bench/compare_iteration.py --threads 2 --rounds 5
     OPENBLAS_NUM_THREADS=1 python bench/compare_iteration.py --threads 1 --cpu-time
@@ -34,6 +38,7 @@ from threadpoolctl import threadpool_limits
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+import admm  # noqa: E402
 from admm import ADMMNetwork  # noqa: E402
 from bench_data import PARAMS, mnist_like, reference_after_one_step  # noqa: E402
 from flop_model import gemm_flops, iteration_flops  # noqa: E402
@@ -69,6 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m", type=int, default=60_000, help="samples (default 60000)")
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument(
+        "--entrywise-threads",
+        type=int,
+        default=None,
+        help="threads of the entry-wise kernels (default: --threads)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     parser.add_argument(
         "--cpu-time", action="store_true", help="time in process CPU time (use with --threads 1)"
@@ -78,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     flops = iteration_flops(layers, args.m)
     clock = CLOCK["cpu" if args.cpu_time else "wall"]
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    entrywise = args.entrywise_threads or args.threads
+    admm.set_num_threads(entrywise)
     with threadpool_limits(args.threads):
         X, y, source = mnist_like(args.m)
         nets = {"float32": ADMMNetwork(layers, dtype="float32", **PARAMS)}
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(
         f"784-500-500-10, m = {args.m} ({source}), {args.threads} BLAS thread(s), "
+        f"{entrywise} entry-wise thread(s), "
         f"{args.rounds} rounds, medians of {'CPU' if args.cpu_time else 'wall'} time; "
         f"flop model {flops:.3g}\n"
     )

@@ -11,7 +11,9 @@ Sizes (``ADMM_BENCH_SIZE``):
 BLAS threads (``ADMM_BENCH_THREADS``, default 1) are pinned for the whole
 session with threadpoolctl, for every BLAS loaded (NumPy's and SciPy's
 OpenBLAS are separate libraries in the wheels), so kernels and NumPy are
-compared on the same number of cores.
+compared on the same number of cores; the network's entry-wise kernels get
+as many threads (``admm.set_num_threads``). The kernel benchmarks call the
+compiled kernels directly, on one thread.
 """
 
 from __future__ import annotations
@@ -73,15 +75,18 @@ def size() -> BenchSize:
 
 @pytest.fixture(scope="session", autouse=True)
 def blas_threads():
-    """Pin every loaded BLAS to ``ADMM_BENCH_THREADS`` threads for the session."""
+    """Pin every loaded BLAS, and admm's entry-wise kernels, to ``ADMM_BENCH_THREADS``."""
+    # admm imports the kernels, so SciPy's OpenBLAS is loaded and limited too.
+    import admm
     from threadpoolctl import threadpool_limits
 
-    # Import the kernels first, so SciPy's OpenBLAS is loaded and limited too.
-    import admm_core  # noqa: F401
-
     threads = bench_threads()
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield threads
+    previous = admm.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield threads
+    finally:
+        admm.set_num_threads(previous)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -2,8 +2,10 @@
 
 cProfile cannot see inside the compiled kernels, so this script wraps each
 kernel name that ``admm.network`` imported (and the Allreduce) in a timer and
-attributes every call to the kernel and the function that made it. Time not
-spent in a wrapped call (NumPy conversions, copies, Python) is "other".
+attributes every call to the kernel and the function that made it. The
+entry-wise kernels run in chunks on several threads (``admm._threads``):
+they are timed around the whole threaded call, named by their kernel. Time
+not spent in a wrapped call (NumPy conversions, copies, Python) is "other".
 
     OPENBLAS_NUM_THREADS=2 python bench/profile_iteration.py --size mnist --dtype float64
 
@@ -16,11 +18,14 @@ import argparse
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import admm.network as network
 from admm import ADMMNetwork
 
-# Run as a script, so bench/ (this folder) is first on sys.path.
+# Run as a script, so bench/ (this folder) is first on sys.path; bench_data
+# needs tests/ too (the NumPy reference).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_data import mnist_like
 
 KERNELS = (
@@ -30,9 +35,6 @@ KERNELS = (
     "cholesky_factor",
     "cholesky_inverse",
     "cholesky_solve",
-    "hidden_z_update",
-    "apply_activation",
-    "output_hinge_update",
 )
 
 
@@ -42,16 +44,19 @@ def instrument(totals: dict) -> None:
     def wrap(name, fn):
         def timed(*args, **kwargs):
             caller = sys._getframe(1).f_code.co_name
+            # rowwise(kernel, ...) is named by its kernel, timed over all chunks.
+            label = args[0].__name__ if name is None else name
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                totals[name, caller] += time.perf_counter() - start
+                totals[label, caller] += time.perf_counter() - start
 
         return timed
 
     for name in KERNELS:
         setattr(network, name, wrap(name, getattr(network, name)))
+    network.rowwise = wrap(None, network.rowwise)
     comm = network.Communicator
     comm.sum_inplace = wrap("Allreduce (sum_inplace)", comm.sum_inplace)
 
