@@ -268,3 +268,35 @@ class ReferenceADMM:
     def residual(self) -> float:
         """The primal residual ``||z_L - W_L a_{L-1}||_F``."""
         return float(np.linalg.norm(self.z[-1] - self.weights[-1] @ self.a[-1]))
+
+
+def forward_refit(
+    X: np.ndarray,
+    z: Sequence[np.ndarray],
+    rho: Sequence[float],
+    activation: str,
+    mean: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The forward refit of the weights, columns as samples, in float64.
+
+    ``X`` is ``(m, n_0)`` with samples in rows (transposed on entry, ``mean``
+    of shape ``(n_0,)`` subtracted when given); ``z`` are the state's
+    ``z_l`` as ``n_l x m`` arrays and ``rho`` the L ridges. For
+    ``l = 1..L``: ``W_l = z_l f^T (f f^T + rho_l I)^{-1}`` with ``f = f_{l-1}``,
+    ``f_0 = X`` and ``f_l = h(W_l f_{l-1})`` through the refit ``W_l``;
+    updates (1)/(4) of ADMM.md with the network's own forward features in
+    place of ``a_{l-1}``. Returns the refit ``W_l`` (``n_l x n_{l-1}``).
+    """
+    h = activation_fn(activation)
+    f = np.asarray(X, dtype=np.float64).T
+    if mean is not None:
+        f = f - np.asarray(mean, dtype=np.float64)[:, None]
+    weights = []
+    for l, (zl, r) in enumerate(zip(z, rho, strict=True)):
+        G = f @ f.T + r * np.eye(f.shape[0])
+        # G is symmetric: W^T = G^{-1} (f z^T).
+        w = np.linalg.solve(G, f @ np.asarray(zl, dtype=np.float64).T).T
+        weights.append(w)
+        if l < len(z) - 1:
+            f = h(w @ f)
+    return weights

@@ -2,8 +2,9 @@
 
 ``center``, ``rho_relative``, continuation (``beta_growth``, ``gamma_growth``,
 ``beta_max``, ``gamma_max``) and ``multiplier=False``, one process and under
-``mpiexec`` on 1, 2 and 3 ranks; their save/load and resume; ``--preset``;
-and an accuracy guard on the embedded MNIST sample.
+``mpiexec`` on 1, 2 and 3 ranks (with the forward refit of those runs); their
+save/load and resume; ``--preset``; and an accuracy guard on the embedded
+MNIST sample.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from admm import ADMMNetwork
 from admm.train import parse_args
 from mpirun import run_mpi
-from reference_admm import ReferenceADMM
+from reference_admm import ReferenceADMM, forward_refit
 
 # Continuation whose caps are reached within the compared iterations.
 OPTIONS = dict(
@@ -172,14 +173,39 @@ def mpi_runs(tmp_path_factory):
     return results
 
 
-@pytest.mark.mpi
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_mpi_matches_reference(mpi_runs, n):
+def load_program():
+    """``fit_extensions.py`` as a module, for its LAYERS and OPTIONS."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("fit_extensions", PROGRAM)
     program = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(program)
+    return program
+
+
+def assert_refit_matches_reference(result: dict, n: int) -> None:
+    """Every rank's refit weights are rank 0's and the reference refit's of
+    the gathered state (``z_<l>``, all ranks' samples in order)."""
+    program = load_program()
+    expected = forward_refit(
+        result["X"],
+        [result[f"z_{l}"].T for l in range(len(program.LAYERS) - 1)],
+        result["rho"],
+        program.OPTIONS.get("activation", "hardsigmoid"),
+        mean=result["input_mean"],
+    )
+    for l, r in enumerate(expected):
+        assert not np.allclose(result[f"final_{l}_rank0"], r, rtol=1e-3)  # it did refit
+        for rank in range(n):
+            w = result[f"refit_{l}_rank{rank}"]
+            np.testing.assert_array_equal(w, result[f"refit_{l}_rank0"])
+            np.testing.assert_allclose(w, r, rtol=1e-9, atol=1e-9 * np.abs(r).max())
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_mpi_matches_reference(mpi_runs, n):
+    program = load_program()
     result = mpi_runs[n, 0]
     if n > 1:
         assert len(set(result["counts"].tolist())) > 1  # uneven blocks
@@ -207,6 +233,19 @@ def test_mpi_matches_reference(mpi_runs, n):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_mpi_refit_matches_reference_and_one_process(mpi_runs, n):
+    # The refit after fit, the row solves split over the ranks when n > 1.
+    result = mpi_runs[n, 0]
+    assert_refit_matches_reference(result, n)
+    for l in range(3):
+        one = mpi_runs[1, 0][f"refit_{l}_rank0"]
+        np.testing.assert_allclose(
+            result[f"refit_{l}_rank0"], one, rtol=1e-9, atol=1e-9 * np.abs(one).max()
+        )
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("n", [2, 3])
 def test_mpi_deterministic_is_rank_independent(mpi_runs, n):
     one, many = mpi_runs[1, 1], mpi_runs[n, 1]
@@ -214,6 +253,8 @@ def test_mpi_deterministic_is_rank_independent(mpi_runs, n):
         np.testing.assert_array_equal(many[key], one[key], err_msg=key)
     for l in range(3):
         np.testing.assert_array_equal(many[f"final_{l}_rank0"], one[f"final_{l}_rank0"])
+        for r in range(n):  # the refit too, on every rank
+            np.testing.assert_array_equal(many[f"refit_{l}_rank{r}"], one[f"refit_{l}_rank0"])
 
 
 # ------------------------------------------------------------- presets

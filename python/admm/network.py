@@ -62,10 +62,12 @@ _MODEL_VERSIONS_READ = (1, 2, 3)
 #: blocks cost more tree additions (docs/determinism.md).
 BLOCK_SIZE = 256
 
-#: Rows per block of the forward pass in ``decision_function`` and of the
-#: finiteness checks of inputs: bounds their temporaries to a few MB whatever
-#: the number of samples (a test evaluation runs while every training array is
-#: alive, so its blocks add to the peak: 8 MB in float64 at 784-500-500-10).
+#: Rows per block of the forward pass in ``decision_function`` and ``refit``
+#: and of the finiteness checks of inputs: bounds their temporaries to a few
+#: MB whatever the number of samples (both run while every training array is
+#: alive, so their blocks add to the peak: two activation blocks, 8 MB in
+#: float64 at 784-500-500-10; 4,096 rows took the float64 peak at N = 1 over
+#: its 1,500 MB limit, docs/scaling.md).
 PREDICT_BLOCK = 1024
 
 Callback = Callable[["ADMMNetwork", dict], Any]
@@ -74,11 +76,13 @@ Callback = Callable[["ADMMNetwork", dict], Any]
 class NumericalError(ArithmeticError):
     """Training produced NaN or inf, or a Gram matrix that the ridge cannot fix.
 
-    Raised by :meth:`ADMMNetwork.fit` on every rank at once: it is decided from
-    reduced sums and from the weights, which are identical on all ranks, so no
-    rank is left waiting in a collective. ``iteration`` (counted from 1) and
-    ``layer`` (1-based, None when unknown) say where. The network's state is
-    that of the failed iteration: do not continue it with ``warm_start``.
+    Raised by :meth:`ADMMNetwork.fit` (and :meth:`ADMMNetwork.refit`) on every
+    rank at once: it is decided from reduced sums and from the weights, which
+    are identical on all ranks, so no rank is left waiting in a collective.
+    ``iteration`` (counted from 1; for the refit, the iterations done) and
+    ``layer`` (1-based, None when unknown) say where. After ``fit`` the
+    network's state is that of the failed iteration: do not continue it with
+    ``warm_start``. A failed refit leaves the weights as they were.
     """
 
     #: Every rank raises it together (see :func:`admm._mpi.abort_on_error`).
@@ -366,14 +370,7 @@ class ADMMNetwork:
         if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
             y_val = self._val_labels(y_val)
-        self._layout = None
-        if self.deterministic:
-            # Global sample offsets follow from the local counts in rank order.
-            counts = [int(c) for c in comm.gather_values(float(X.shape[0]))]
-            layout = BlockLayout(counts, comm.rank, self.block_size)
-            comm.raise_if_any(layout.misaligned())
-            self._layout = layout
-        self._tree = None  # built for this layout at the first sum
+        self._set_layout(comm, X.shape[0])
         if self.center:
             # A resumed run keeps the mean its state was centred with.
             resuming = warm_start and self._state is not None and self.input_mean_ is not None
@@ -429,6 +426,86 @@ class ADMMNetwork:
                 break
         return self
 
+    def refit(self) -> ADMMNetwork:
+        """Re-solve every weight layer on the network's own forward features.
+
+        Collective on ``comm``. ADMM leaves weights that fit its state
+        (``z_l ~ W_l a_{l-1}``), but a forward pass feeds layer ``l`` with
+        ``h`` of the previous layer's output, not with ``a_{l-1}``
+        (docs/accuracy-study.md). For ``l = 1..L`` in order, with samples in
+        rows as everywhere in this class,
+
+            W_l <- (sum z_l^T f_{l-1}) (sum f_{l-1}^T f_{l-1} + rho_l I)^{-1}
+            f_l  = h(f_{l-1} W_l^T)        (with the refit W_l)
+
+        the sums running over all ranks' samples: ``z_l`` ``(m, n_l)`` is the
+        state's, ``f_0`` ``(m, n_0)`` the training block the state holds
+        (centred with ``center``), the products ``(n_l, n_{l-1})`` and
+        ``(n_{l-1}, n_{l-1})``. That is updates (1)/(4) of ADMM.md with the
+        forward features in place of ``a_{l-1}``: the same ridge ``rho_``,
+        sums, float64 Cholesky solve and, without ``deterministic``, the same
+        split of ``W_l``'s rows over the ranks. With ``deterministic`` the
+        result does not depend on the number of ranks, bit for bit. The
+        features are recomputed from ``f_0`` for every layer in blocks of
+        ``PREDICT_BLOCK`` rows, never held whole: about half an iteration's
+        work, the memory of a test evaluation.
+
+        The weights used by :meth:`predict` and written by :meth:`save` (and
+        by :meth:`get_state`) are replaced; the ADMM state (``a``, ``z``,
+        ``lam``), ``n_iter_`` and ``history`` are left as they are. A later
+        ``fit(warm_start=True)`` continues from the refit weights: ``W_{l+1}``
+        of the previous iteration enters update (2), so it does not follow
+        the trajectory of an uninterrupted run (a state saved before the
+        refit does). The training block is the ``X`` of the last ``fit`` or
+        :meth:`set_state`; do not change it in between (the network keeps a
+        reference when it needed no conversion).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        RuntimeError
+            When the network has no ADMM state: neither ``fit`` nor
+            :meth:`set_state` ran (a model from :func:`load` has none).
+            Raised before any communication, so alike on every rank that
+            trained alike.
+        NumericalError
+            NaN or inf in a refit ``W_l``, or a Gram matrix plus ridge that is
+            not positive definite: on every rank at once (decided from
+            reduced sums); the weights are left as they were.
+        """
+        state = self._state
+        if state is None:
+            raise RuntimeError(
+                "refit needs the ADMM state of a fit: call fit (or set_state) first; "
+                "a loaded model has no state"
+            )
+        comm = self._communicator()
+        if self.deterministic and self._layout is None:  # a state from set_state
+            self._set_layout(comm, state.X.shape[0])
+        weights: list[np.ndarray] = []
+        for l in range(1, len(self.layers)):
+            problem = None
+            try:
+                w = state.refit_weights(l, weights)
+            except np.linalg.LinAlgError as exc:
+                problem = str(exc)
+            else:
+                if not np.all(np.isfinite(w)):
+                    problem = f"the refit weights W_{l} contain NaN or inf"
+            if problem is not None:
+                raise NumericalError(
+                    f"numerical failure in the refit after iteration {self.n_iter_}, "
+                    f"layer {l}: {problem}; the weights are unchanged",
+                    self.n_iter_,
+                    l,
+                )
+            weights.append(w)
+        self._weights = weights
+        return self
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The ``n_L`` outputs of a forward pass, shape ``(m, n_L)``. Local.
 
@@ -441,13 +518,10 @@ class ADMMNetwork:
             block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
             if self.input_mean_ is not None:
                 block = self._centred(block, self.input_mean_)
-            for layer, w in enumerate(self._weights):
-                nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
-                matmul(block, w, nxt, transpose_b=True)
-                if layer < len(self._weights) - 1:
-                    rowwise(apply_activation, (nxt, nxt), 1.0, self.activation)
-                block = nxt
-            out[start : start + block.shape[0]] = block
+            hidden = self._features(block, self._weights[:-1])
+            matmul(
+                hidden, self._weights[-1], out[start : start + block.shape[0]], transpose_b=True
+            )
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -577,6 +651,8 @@ class ADMMNetwork:
         self._weights = weights
         self.rho_ = rho
         self.input_mean_ = mean
+        self._layout = None  # summation blocks of other data: fit and refit rebuild them
+        self._tree = None
         self._state = _State(self, X, self._targets(y, m), [X, *a], z, lam)
         self._state.elapsed = float(state.get("elapsed", 0.0))
         self.n_iter_ = int(state["n_iter"])
@@ -625,6 +701,36 @@ class ADMMNetwork:
         if total[n0] <= 0:
             raise ValueError("center needs at least one training sample over all ranks")
         return total[:n0] / total[n0]
+
+    def _features(self, block: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
+        """``h(... h(block W_1^T) ... W_k^T)`` for ``weights = (W_1, ..., W_k)``. Local.
+
+        The forward features of layer ``k`` of the C-contiguous rows
+        ``block`` (``(rows, n_0)``, already centred): ``(rows, n_k)``,
+        ``block`` itself when ``k = 0``. At most two ``(rows, n)`` arrays are
+        alive at a time.
+        """
+        for w in weights:
+            nxt = np.empty((block.shape[0], w.shape[0]), dtype=self.dtype)
+            matmul(block, w, nxt, transpose_b=True)
+            rowwise(apply_activation, (nxt, nxt), 1.0, self.activation)
+            block = nxt
+        return block
+
+    def _set_layout(self, comm: Communicator, m_local: int) -> None:
+        """The summation blocks of ``deterministic`` for ``m_local`` rows here.
+
+        Collective when ``deterministic`` (a gather of the row counts; every
+        rank raises when a rank does not hold whole blocks); otherwise local.
+        """
+        self._layout = None
+        if self.deterministic:
+            # Global sample offsets follow from the local counts in rank order.
+            counts = [int(c) for c in comm.gather_values(float(m_local))]
+            layout = BlockLayout(counts, comm.rank, self.block_size)
+            comm.raise_if_any(layout.misaligned())
+            self._layout = layout
+        self._tree = None  # built for this layout at the first sum
 
     def _layer_rho(self, l: int) -> float:
         """The ridge of weight layer ``l`` (1-based) in use."""
@@ -1022,20 +1128,69 @@ class _State:
     def solve_weights(self, l: int) -> np.ndarray:
         """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho_l I)^{-1}. Collective.
 
-        One sum over samples (:meth:`ADMMNetwork._sample_sum`) of the cross
-        term and, for l > 1, the Gram, packed in one buffer.
+        Updates (1) and (4): :meth:`ridge_solve` of the state's ``z_l`` on
+        ``a_{l-1}``.
+        """
+        z, a = self.z[l - 1], self.a[l - 1]
+
+        def products(rows: slice, c: np.ndarray, g: np.ndarray | None) -> None:
+            cross(z[rows], a[rows], c)
+            if g is not None:
+                gram(a[rows], g)
+
+        return self.ridge_solve(l, products)
+
+    def refit_weights(self, l: int, refit: Sequence[np.ndarray]) -> np.ndarray:
+        """W_l = (sum z_l^T f_{l-1})(sum f_{l-1}^T f_{l-1} + rho_l I)^{-1}. Collective.
+
+        The step of :meth:`ADMMNetwork.refit` for layer ``l``: ``f_{l-1}`` are
+        the forward features of the input block through ``refit`` (the refit
+        ``W_1 .. W_{l-1}``), formed ``PREDICT_BLOCK`` rows at a time inside
+        the sum and accumulated by the kernels' ``beta`` (with
+        ``deterministic`` per summation block, so the rounding still depends
+        on the block alone; a default block of 256 rows is one chunk).
+        For ``l = 1``, ``f_0 = a_0``: exactly :meth:`solve_weights`, with the
+        cached input factor.
+        """
+        if l == 1:
+            return self.solve_weights(1)
+        net = self.net
+        X, z = self.X, self.z[l - 1]
+
+        def products(rows: slice, c: np.ndarray, g: np.ndarray | None) -> None:
+            assert g is not None  # l > 1: the Gram is summed with the cross term
+            x, zl = X[rows], z[rows]
+            # One block even when there are no rows, so that c and g are set.
+            for start in range(0, max(x.shape[0], 1), PREDICT_BLOCK):
+                chunk = slice(start, start + PREDICT_BLOCK)
+                f = net._features(x[chunk], refit[: l - 1])
+                accumulate = 0.0 if start == 0 else 1.0
+                cross(zl[chunk], f, c, beta=accumulate)
+                gram(f, g, beta=accumulate)
+
+        return self.ridge_solve(l, products)
+
+    def ridge_solve(
+        self, l: int, products: Callable[[slice, np.ndarray, np.ndarray | None], object]
+    ) -> np.ndarray:
+        """``W_l = C (G + rho_l I)^{-1}`` from sums over all samples. Collective.
+
+        ``products(rows, c, g)`` writes the local rows' cross term ``C``
+        (``(n_l, n_{l-1})``) into ``c`` and, for ``l > 1``, their Gram ``G``
+        (``(n_{l-1}, n_{l-1})``) into ``g``, both in the network's dtype,
+        packed in one buffer for one sum over samples
+        (:meth:`ADMMNetwork._sample_sum`). For ``l = 1`` ``g`` is None: the
+        Gram is the input Gram, reduced and factored once.
         """
         net = self.net
         n_out, n_in = net.layers[l], net.layers[l - 1]
         buf = self.reduce_buffers[l - 1]
-        z, a = self.z[l - 1], self.a[l - 1]
 
-        def products(i: int, rows: slice, out: np.ndarray) -> None:
-            cross(z[rows], a[rows], out[: n_out * n_in].reshape(n_out, n_in))
-            if l > 1:
-                gram(a[rows], out[n_out * n_in :].reshape(n_in, n_in))
+        def leaf(i: int, rows: slice, out: np.ndarray) -> None:
+            g = out[n_out * n_in :].reshape(n_in, n_in) if l > 1 else None
+            products(rows, out[: n_out * n_in].reshape(n_out, n_in), g)
 
-        net._sample_sum(products, buf)
+        net._sample_sum(leaf, buf)
         c = buf[: n_out * n_in].reshape(n_out, n_in)
         if l == 1:
             if self.input_factor is None:

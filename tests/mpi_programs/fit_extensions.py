@@ -11,7 +11,10 @@ ranks). Rank 0 writes ``OUTDIR/result.npz``: ``X``, ``y``, ``counts``, the
 initial weights ``init_<l>``, each rank's final weights
 ``final_<l>_rank<r>``, the mean ``input_mean``, the ridge ``rho``, the
 histories ``objective`` and ``residual``, and ``scores``: the rank's
-``decision_function`` of the whole data set.
+``decision_function`` of the whole data set. Then every rank refits
+(:meth:`ADMMNetwork.refit`): ``z_<l>`` are the state's ``z_l`` of all ranks
+(rows in rank order) that it fits, ``refit_<l>_rank<r>`` each rank's refit
+weights.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def main() -> None:
     counts = world.gather(stop - start, root=0)
     finals = world.gather([np.array(w) for w in net.weights], root=0)
     scores = net.decision_function(X)
+    z = world.gather([np.array(v) for v in net.get_state()["z"]], root=0)
+    net.refit()
+    refits = world.gather([np.array(w) for w in net.weights], root=0)
     if rank == 0:
         assert net.input_mean_ is not None and net.rho_ is not None
         arrays = {
@@ -78,6 +84,10 @@ def main() -> None:
         for r in range(size):
             for l, w in enumerate(finals[r]):
                 arrays[f"final_{l}_rank{r}"] = w
+            for l, w in enumerate(refits[r]):
+                arrays[f"refit_{l}_rank{r}"] = w
+        for l in range(len(LAYERS) - 1):
+            arrays[f"z_{l}"] = np.concatenate([blocks[l] for blocks in z])
         np.savez(out / "result.npz", **arrays)
 
 

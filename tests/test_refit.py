@@ -1,0 +1,179 @@
+"""The forward refit (``ADMMNetwork.refit``, ``--refit``) against the NumPy reference.
+
+``reference_admm.forward_refit`` is written from the formula (columns as
+samples, dense ``numpy.linalg.solve``) and fed the network's own state, so
+these tests check the refit alone, whatever the trajectory of ``fit``. The
+runs on 1, 2 and 3 ranks read ``mpi_programs/fit_extensions.py``'s results
+in ``test_extensions.py``; here: one process, a rank without samples, the
+program, and an accuracy check on the embedded MNIST sample.
+"""
+
+from __future__ import annotations
+
+import admm
+import numpy as np
+import pytest
+from admm import ADMMNetwork
+from admm.network import NumericalError
+from mpirun import run_mpi
+from reference_admm import forward, forward_refit
+from test_extensions import LAYERS, PROGRAM, assert_refit_matches_reference
+from test_extensions import OPTIONS as EXTENSION_OPTIONS
+
+# The accuracy-study options of test_extensions, with center a parameter here.
+OPTIONS = {k: v for k, v in EXTENSION_OPTIONS.items() if k != "center"}
+
+
+def data(rng, m=80):
+    # Inputs in [2, 5]: far from centred, so that center changes the problem,
+    # and wide enough that hidden units pass 1 (hard sigmoid is not ReLU).
+    return 2.0 + 3.0 * rng.random((m, LAYERS[0])), rng.integers(0, LAYERS[-1], m)
+
+
+def reference_refit(net: ADMMNetwork, X: np.ndarray) -> list[np.ndarray]:
+    """``forward_refit`` of the network's current state."""
+    state = net.get_state()
+    assert net.rho_ is not None
+    return forward_refit(
+        X,
+        [np.asarray(z, dtype=np.float64).T for z in state["z"]],
+        net.rho_,
+        net.activation,
+        mean=net.input_mean_,
+    )
+
+
+def copied_state(net: ADMMNetwork) -> dict:
+    state = net.get_state()
+    return {
+        **state,
+        "weights": [np.array(w) for w in state["weights"]],
+        "a": [np.array(v) for v in state["a"]],
+        "z": [np.array(v) for v in state["z"]],
+        "lam": np.array(state["lam"]),
+    }
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("activation", ["hardsigmoid", "relu"])
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 1e-3)])
+def test_refit_matches_reference(rng, monkeypatch, dtype, rtol, activation, center):
+    # Forward features in blocks of 32 rows: the 80 samples take three, so
+    # the products are accumulated across blocks.
+    monkeypatch.setattr(admm.network, "PREDICT_BLOCK", 32)
+    X, y = data(rng)
+    net = ADMMNetwork(
+        LAYERS, activation=activation, center=center, dtype=dtype, seed=5, **OPTIONS
+    ).fit(X, y, iterations=6)
+    before = copied_state(net)
+    expected = reference_refit(net, X)
+    assert net.refit() is net
+    # Measured: at most 2e-13 (float64) and 3e-5 (float32) of each layer's
+    # largest entry.
+    for l, (w, r) in enumerate(zip(net.weights, expected, strict=True)):
+        assert w.dtype == np.dtype(dtype) and w.shape == r.shape
+        np.testing.assert_allclose(
+            w, r, rtol=rtol, atol=rtol * np.abs(r).max(), err_msg=f"W_{l + 1}"
+        )
+    # The refit moves the weights by far more than the tolerance (measured:
+    # by 10% to 190% of the largest entry in the last two layers).
+    moved = [
+        np.abs(old - r).max() / np.abs(r).max()
+        for old, r in zip(before["weights"], expected, strict=True)
+    ]
+    assert max(moved) > 0.05, moved
+    # The ADMM state is left as it is; the refit depends on it alone.
+    after = net.get_state()
+    for key in ("a", "z"):
+        for u, v in zip(before[key], after[key], strict=True):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(before["lam"], after["lam"])
+    assert net.n_iter_ == 6 and len(net.history) == 6
+    refit = [np.array(w) for w in net.weights]
+    net.refit()
+    for u, v in zip(refit, net.weights, strict=True):
+        np.testing.assert_array_equal(u, v)
+    # Prediction uses the refit weights (centred as in training).
+    np.testing.assert_allclose(
+        net.decision_function(X),
+        forward(expected, X - (net.input_mean_ if center else 0.0), activation),
+        rtol=10 * rtol,
+        atol=10 * rtol * np.abs(forward(expected, X, activation)).max(),
+    )
+
+
+def test_refit_needs_a_state(tmp_path):
+    net = ADMMNetwork(LAYERS)
+    with pytest.raises(RuntimeError, match="call fit"):
+        net.refit()
+    net.save(tmp_path / "m.npz")
+    with pytest.raises(RuntimeError, match="a loaded model has no state"):
+        admm.load(tmp_path / "m.npz").refit()
+
+
+def test_refit_failure_leaves_the_weights(rng, monkeypatch):
+    X, y = data(rng)
+    net = ADMMNetwork(LAYERS, **OPTIONS).fit(X, y, iterations=3)
+    before = [np.array(w) for w in net.weights]
+    state = net._state
+    assert state is not None
+    real = state.refit_weights
+
+    def poisoned(l, refit):
+        w = real(l, refit)
+        if l == 2:
+            w[0, 0] = np.nan
+        return w
+
+    monkeypatch.setattr(state, "refit_weights", poisoned)
+    with pytest.raises(NumericalError, match="refit after iteration 3, layer 2") as info:
+        net.refit()
+    assert (info.value.iteration, info.value.layer) == (3, 2)
+    for u, v in zip(before, net.weights, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_warm_start_continues_from_the_refit_weights(rng):
+    X, y = data(rng)
+    refit = ADMMNetwork(LAYERS, seed=1, **OPTIONS).fit(X, y, iterations=3)
+    state = copied_state(refit)
+    refit.refit()
+    state["weights"] = [np.array(w) for w in refit.weights]
+    refit.fit(X, y, iterations=6, warm_start=True)
+    # The same as a state whose weights were replaced by the refit ones ...
+    replaced = ADMMNetwork(LAYERS, seed=1, **OPTIONS)
+    replaced.set_state(state, X, y)
+    replaced.fit(X, y, iterations=6, warm_start=True)
+    for u, v in zip(refit.weights, replaced.weights, strict=True):
+        np.testing.assert_array_equal(u, v)
+    # ... and not the trajectory of an uninterrupted run.
+    straight = ADMMNetwork(LAYERS, seed=1, **OPTIONS).fit(X, y, iterations=6)
+    assert refit.history[-1]["objective"] != straight.history[-1]["objective"]
+
+
+def test_refit_of_a_restored_deterministic_state(rng):
+    # set_state does not build the summation blocks; refit must, or it would
+    # sum in one piece and round differently from the fitted network.
+    X, y = data(rng, m=100)
+    options = {**OPTIONS, "deterministic": True, "block_size": 16, "center": True}
+    fitted = ADMMNetwork(LAYERS, **options).fit(X, y, iterations=4)
+    restored = ADMMNetwork(LAYERS, **options)
+    restored.set_state(copied_state(fitted), X, y)
+    fitted.refit()
+    restored.refit()
+    for u, v in zip(fitted.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+# ------------------------------------------------------------------ MPI
+
+
+@pytest.mark.mpi
+def test_refit_with_a_rank_without_samples(tmp_path):
+    # 20 samples in blocks of 16 on 3 ranks: rank 2 holds none, and its
+    # share of every sum must be zero (the reduction buffers are reused).
+    run_mpi(3, [str(PROGRAM), str(tmp_path), "20", "4", "0"])
+    with np.load(tmp_path / "result.npz") as f:
+        result = {k: f[k] for k in f.files}
+    assert result["counts"].tolist() == [16, 4, 0]
+    assert_refit_matches_reference(result, 3)
