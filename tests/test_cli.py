@@ -82,6 +82,7 @@ def test_help_explains_every_flag():
         "--data ", "--data-dir", "--layers", "--activation", "--loss", "--beta", "--gamma",
         "--rho", "--warmup", "--iterations", "--tol", "--dtype", "--seed", "--eval-every",
         "--metrics", "--save", "--checkpoint ", "--checkpoint-every", "--resume", "--debug",
+        "--refit",
     ):  # fmt: skip
         assert flag in out.stdout, flag
     assert "784,500,500,10" in out.stdout
@@ -130,6 +131,13 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     extra_labels = m * 8 if loss == "squared" else 0
     assert persistent - extra_labels == sum(a.nbytes for a in held)
     assert memory_breakdown(layers, m, dtype, loss, n_test_local=10)["test"] > 0
+    # The refit's temporaries: the new weights beside the old, and two
+    # blocks of hidden features (all m rows here, fewer than PREDICT_BLOCK).
+    refit = memory_breakdown(layers, m, dtype, loss, refit=True)
+    assert refit.keys() == parts.keys()
+    features = 2 * m * max(layers[1:-1]) * np.dtype(dtype).itemsize
+    assert refit["transient"] >= parts["weights"] + features
+    assert refit["transient"] >= parts["transient"]
 
 
 # --------------------------------------------------------------- under MPI

@@ -435,10 +435,11 @@ def test_signal_checkpoints_the_current_iteration_and_exits_cleanly(
 ):
     saved, model, metrics = tmp_path / "ck", tmp_path / "model.npz", tmp_path / "run.jsonl"
     # --checkpoint-every is never reached: only the signal writes the checkpoint.
+    # --refit is skipped: the model is that of the checkpointed iteration.
     proc = start_training(
         2, "--data", str(data_npz), "--layers", LAYERS, "--iterations", "1000000",
         "--checkpoint", str(saved), "--checkpoint-every", "1000000",
-        "--save", str(model), "--metrics", str(metrics),
+        "--save", str(model), "--metrics", str(metrics), "--refit",
     )  # fmt: skip
 
     def training() -> bool:
@@ -459,6 +460,9 @@ def test_signal_checkpoints_the_current_iteration_and_exits_cleanly(
     assert re.search(rf"interrupted by {done['signal']} after iteration {k}: continue", out)
     assert ck.read_manifest(saved)["iteration"] == k
     assert admm.load(model).n_iter_ == k
+    assert done["refit"] is False and "refit skipped: stopped by" in out
+    with np.load(model) as m, np.load(saved / ck.state_file_name(k, 0)) as state:
+        np.testing.assert_array_equal(m["W2"], state["weights2"])
 
 
 # ------------------------------------------------------- communicators

@@ -10,13 +10,18 @@ program, and an accuracy check on the embedded MNIST sample.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import admm
 import numpy as np
 import pytest
 from admm import ADMMNetwork
 from admm.network import NumericalError
+from admm.train import parse_args, run
 from mpirun import run_mpi
 from reference_admm import forward, forward_refit
+from test_checkpoint import state_arrays
+from test_cli import make_npz, read_metrics, train
 from test_extensions import LAYERS, PROGRAM, assert_refit_matches_reference
 from test_extensions import OPTIONS as EXTENSION_OPTIONS
 
@@ -177,3 +182,97 @@ def test_refit_with_a_rank_without_samples(tmp_path):
         result = {k: f[k] for k in f.files}
     assert result["counts"].tolist() == [16, 4, 0]
     assert_refit_matches_reference(result, 3)
+
+
+# -------------------------------------------------------------- the program
+
+#: Two hidden layers, so that the last refit runs features through two.
+WIDE = (20, 16, 12, 3)
+
+
+@pytest.fixture(scope="module")
+def data_npz(tmp_path_factory) -> Path:
+    return make_npz(tmp_path_factory.mktemp("data") / "small.npz")
+
+
+def run_best(data: Path, *args: str):
+    """``--preset best`` (which refits) on 2 ranks with two hidden layers."""
+    layers = ",".join(map(str, WIDE))
+    return train(2, data, "--layers", layers, "--preset", "best", "--warmup", "3", *args)
+
+
+@pytest.mark.mpi
+def test_train_refit_saves_the_refit_weights(tmp_path, data_npz):
+    model, metrics, saved = tmp_path / "m.npz", tmp_path / "run.jsonl", tmp_path / "ck"
+    proc = run_best(
+        data_npz, "--iterations", "8", "--checkpoint", str(saved), "--save", str(model),
+        "--metrics", str(metrics),
+    )  # fmt: skip
+    start, done = read_metrics(metrics)[0], read_metrics(metrics)[-1]
+    assert start["refit"] is True and done["refit"] is True and done["refit_time_s"] >= 0
+    assert "refit yes" in proc.stdout and "refit: every W_l re-solved" in proc.stdout
+    # The library on one process: the same fit, then refit().
+    with np.load(data_npz) as f:
+        X, y, X_test, y_test = f["X_train"], f["y_train"], f["X_test"], f["y_test"]
+    options = {**admm.PRESETS["best"], "warmup": 3}
+    net = ADMMNetwork(WIDE, **options).fit(X, y, iterations=8)
+    plain = [np.array(w) for w in net.weights]
+    before = net.score(X_test, y_test)
+    net.refit()
+    loaded = admm.load(model)
+    state = state_arrays(saved)
+    for l, (w, p) in enumerate(zip(net.weights, plain, strict=True)):
+        # The model holds the refit weights, the checkpoint those of iteration 8.
+        np.testing.assert_allclose(loaded.weights[l], w, rtol=1e-9, atol=1e-9 * np.abs(w).max())
+        np.testing.assert_allclose(state[f"0/weights{l + 1}"], p, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(loaded.weights[-1], plain[-1], rtol=1e-3)
+    assert done["final_test_accuracy"] == loaded.score(X_test, y_test)
+    assert done["test_accuracy_before_refit"] == before
+    assert f"test accuracy {before:.4f} -> {done['final_test_accuracy']:.4f}" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_resume_after_a_refit_run_continues_plain_admm(tmp_path, data_npz):
+    # The first run refits after its final checkpoint: resuming from that
+    # checkpoint must continue the ADMM trajectory, not the refit weights.
+    full, part, rest = tmp_path / "full", tmp_path / "part", tmp_path / "rest"
+    run_best(data_npz, "--iterations", "10", "--checkpoint", str(full),
+             "--save", str(tmp_path / "full.npz"))  # fmt: skip
+    run_best(data_npz, "--iterations", "5", "--checkpoint", str(part),
+             "--save", str(tmp_path / "part.npz"))  # fmt: skip
+    proc = run_best(
+        data_npz, "--iterations", "10", "--resume", str(part), "--checkpoint", str(rest),
+        "--save", str(tmp_path / "rest.npz"),
+    )  # fmt: skip
+    assert "at iteration 5" in proc.stdout
+    whole, resumed = state_arrays(full), state_arrays(rest)
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
+    with np.load(tmp_path / "full.npz") as a, np.load(tmp_path / "rest.npz") as b:
+        for key in ("W1", "W2", "W3"):
+            np.testing.assert_array_equal(a[key], b[key])
+    # The first run's model was refit: not the weights of its checkpoint.
+    with np.load(tmp_path / "part.npz") as f:
+        assert not np.array_equal(f["W3"], state_arrays(part)["0/weights3"])
+
+
+def test_train_refit_failure_keeps_the_checkpoint_and_saves_no_model(
+    tmp_path, data_npz, monkeypatch
+):
+    # In this process (one rank): a refit that fails as NaN would.
+    def failing(self):
+        raise NumericalError("numerical failure in the refit after iteration 4, layer 2: x", 4, 2)
+
+    monkeypatch.setattr(ADMMNetwork, "refit", failing)
+    model, metrics, saved = tmp_path / "m.npz", tmp_path / "run.jsonl", tmp_path / "ck"
+    args = parse_args(
+        ["--data", str(data_npz), "--layers", "20,16,3", "--iterations", "4", "--refit",
+         "--checkpoint", str(saved), "--save", str(model), "--metrics", str(metrics)]
+    )  # fmt: skip
+    with pytest.raises(NumericalError, match=f"checkpoint of iteration 4 in {saved} is kept"):
+        run(args)
+    assert not model.exists()
+    assert state_arrays(saved)["0/weights1"].shape == (16, 20)
+    error = read_metrics(metrics)[-1]
+    assert error["event"] == "error" and (error["iteration"], error["layer"]) == (4, 2)

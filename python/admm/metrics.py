@@ -36,6 +36,7 @@ def memory_breakdown(
     loss: str = "hinge",
     n_test_local: int = 0,
     center: bool = False,
+    refit: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -65,7 +66,8 @@ def memory_breakdown(
     and of the Gram, the new weights beside the old); an a-update (float64
     ``W_{l+1}``, the float64 system matrix and its copy in ``dtype``); a test
     evaluation (two ``PREDICT_BLOCK``-row activation blocks, the outputs,
-    labels and comparison).
+    labels and comparison); with ``refit``, the refit (the new weights beside
+    the old, with a weight solve or two ``PREDICT_BLOCK``-row feature blocks).
 
     Not counted: the interpreter and its libraries (a few tens of MB, measured
     at start-up by the training program), MPI's own buffers, and whatever the
@@ -107,12 +109,15 @@ def memory_breakdown(
     widest = max(n)
     rows = min(PREDICT_BLOCK, n_test_local)
     evaluate = (rows * 2 * widest * s + n_test_local * (n[L] * s + 8 + 1)) if n_test_local else 0
+    features = min(PREDICT_BLOCK, m) * 2 * max(n[1:L], default=0) * s
+    refitting = parts["weights"] + max(solve, features) if refit else 0
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
         n[0] ** 2 * (s + f8),
         solve,
         a_update,
         evaluate,
+        refitting,
     )
     return parts
 

@@ -14,6 +14,12 @@ stops the run at the end of the current iteration, which is checkpointed
 (with ``--checkpoint``) and saved (with ``--save``), with status 128 + the
 signal number (143, 130).
 
+The end of a run: the final checkpoint (the plain ADMM state, so that
+``--resume`` continues the same trajectory), then with ``--refit``
+:meth:`ADMMNetwork.refit` (not after a signal: the run is unfinished and
+keeps the weights of its last iteration), then the model (``--save``) and
+the final test accuracy, of the refit weights.
+
 Stopping rules: the run ends after ``--iterations`` iterations in total
 (counting those of a resumed checkpoint) or, with ``--tol T``, as soon as the
 relative change of the objective ``|f_i - f_{i-1}| / max(|f_{i-1}|, 1e-300)``
@@ -32,6 +38,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -51,7 +58,7 @@ from .network import (
     ADMMNetwork,
     NumericalError,
 )
-from .presets import PRESET_ITERATIONS, PRESETS
+from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
 TOL_PATIENCE = 5
@@ -177,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a named configuration (admm/presets.py): talk = the published one (the "
         "defaults shown here), best = the best of docs/accuracy-study.md (centred inputs, "
         "ridge 1e-2, penalties 1 -> x1.03 per iteration -> 30, no output multiplier, 100 "
-        "iterations). Flags given explicitly override the preset, in any order",
+        "iterations, --refit). Flags given explicitly override the preset, in any order",
     )
     n.add_argument(
         "--layers",
@@ -293,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"type, BLAS and BLAS threads per rank): sums over samples in blocks of {BLOCK_SIZE}, "
         "added along one fixed tree; see docs/determinism.md",
     )
+    n.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="after the last iteration, re-solve every W_l as the ridge regression of the "
+        "state's z_l on the network's own forward features (ADMMNetwork.refit; about half "
+        "an iteration): after the final checkpoint, so --resume continues plain ADMM, and "
+        "before --save and the final test accuracy; skipped when a signal stops the run",
+    )
     s = p.add_argument_group("stopping")
     s.add_argument(
         "--iterations",
@@ -362,9 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line and apply ``--preset``. Local.
 
-    A preset sets every network flag (and ``--iterations``) that is not given
-    explicitly on the command line; an explicit flag wins whatever its place
-    relative to ``--preset``.
+    A preset sets every network flag (and ``--iterations`` and ``--refit``)
+    that is not given explicitly on the command line; an explicit flag wins
+    whatever its place relative to ``--preset``.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,7 +393,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     finally:
         for action, default in saved:
             action.default = default
-    settings = {**PRESETS[args.preset], "iterations": PRESET_ITERATIONS[args.preset]}
+    settings = {
+        **PRESETS[args.preset],
+        "iterations": PRESET_ITERATIONS[args.preset],
+        "refit": PRESET_REFIT[args.preset],
+    }
     for key, value in settings.items():
         if key not in explicit:
             setattr(args, key, value)
@@ -608,7 +628,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     n_test_local = X_test.shape[0] if X_test is not None else 0
     n_test_max = int(comm.max_value(float(n_test_local)))
     breakdown = memory_breakdown(
-        args.layers, int(m_local.max()), args.dtype, args.loss, n_test_max, center=args.center
+        args.layers,
+        int(m_local.max()),
+        args.dtype,
+        args.loss,
+        n_test_max,
+        center=args.center,
+        refit=args.refit,
     )
     predicted = sum(breakdown.values())
     baseline_max = comm.max_value(float(baseline))
@@ -677,6 +703,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             if net.beta_growth != 1.0 or net.gamma_growth != 1.0
             else "none"
         )
+        + f", refit {'yes' if args.refit else 'no'}"
     )
     if args.resume is not None:
         say(f"  resumed from {args.resume} at iteration {net.n_iter_}")
@@ -707,6 +734,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
                 "predicted_breakdown": breakdown,
                 "baseline_rss_mb": baseline_max / MB,
                 "resume": args.resume,
+                # Not in config: the refit comes after the last checkpoint, so a
+                # run may be resumed with or without it.
+                "refit": args.refit,
             }
         )
 
@@ -754,6 +784,39 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             )
         return stop
 
+    def numerical_failure(exc: NumericalError) -> NumericalError:
+        """``exc`` saying what was kept, after an ``error`` event. Every rank
+        is here; nothing of the failed state (or refit) is written."""
+        if args.checkpoint is not None and last_checkpoint >= 0:
+            kept = f"the checkpoint of iteration {last_checkpoint} in {args.checkpoint} is kept"
+        elif args.resume is not None:
+            kept = f"no new checkpoint; {args.resume} is unchanged"
+        else:
+            kept = "no checkpoint was written" + (
+                "" if args.checkpoint is not None else " (no --checkpoint)"
+            )
+        if writer is not None:
+            writer.write(
+                {
+                    "event": "error",
+                    "error": "numerical",
+                    "iteration": exc.iteration,
+                    "layer": exc.layer,
+                    "message": str(exc),
+                    "last_checkpoint": last_checkpoint if last_checkpoint >= 0 else None,
+                }
+            )
+            writer.close()
+        return NumericalError(f"{exc}; {kept}", exc.iteration, exc.layer)
+
+    def test_accuracy() -> float | None:
+        """Accuracy of the current weights on all ranks' test blocks. Collective."""
+        if not has_test:
+            return None
+        correct = float(np.sum(net.predict(X_test) == y_test))
+        total = comm.sum_values([correct, float(n_test_local)])
+        return float(total[0] / total[1])
+
     start_iter = net.n_iter_
     if net.n_iter_ < args.iterations:
         try:
@@ -768,30 +831,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
                 warm_start=args.resume is not None,
             )
         except NumericalError as exc:
-            # Every rank is here. Nothing of the failed state is written.
-            if args.checkpoint is not None and last_checkpoint >= 0:
-                kept = (
-                    f"the checkpoint of iteration {last_checkpoint} in {args.checkpoint} is kept"
-                )
-            elif args.resume is not None:
-                kept = f"no new checkpoint; {args.resume} is unchanged"
-            else:
-                kept = "no checkpoint was written" + (
-                    "" if args.checkpoint is not None else " (no --checkpoint)"
-                )
-            if writer is not None:
-                writer.write(
-                    {
-                        "event": "error",
-                        "error": "numerical",
-                        "iteration": exc.iteration,
-                        "layer": exc.layer,
-                        "message": str(exc),
-                        "last_checkpoint": last_checkpoint if last_checkpoint >= 0 else None,
-                    }
-                )
-                writer.close()
-            raise NumericalError(f"{exc}; {kept}", exc.iteration, exc.layer) from None
+            raise numerical_failure(exc) from None
     history = net.history
     if stopped_by_signal:
         reason = signal_name(stopped_by_signal)
@@ -803,12 +843,22 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         reason = f"iteration limit ({args.iterations})"
 
     accuracy = history[-1]["val_accuracy"] if history else None
-    if accuracy is None and has_test:
-        correct = float(np.sum(net.predict(X_test) == y_test))
-        total = comm.sum_values([correct, float(n_test_local)])
-        accuracy = float(total[0] / total[1])
+    if accuracy is None:
+        accuracy = test_accuracy()
     if args.checkpoint is not None and last_checkpoint != net.n_iter_:
         checkpoint()
+    # After the final checkpoint (the plain ADMM state), before the model.
+    refitted = args.refit and not stopped_by_signal
+    accuracy_before_refit: float | None = None
+    refit_time: float | None = None
+    if refitted:
+        started = time.perf_counter()
+        try:
+            net.refit()
+        except NumericalError as exc:
+            raise numerical_failure(exc) from None
+        refit_time = comm.max_value(time.perf_counter() - started)
+        accuracy_before_refit, accuracy = accuracy, test_accuracy()
     # Agreed, so a full disk on rank 0 ends every rank with one message.
     _agreed(comm, lambda: net.save(args.save) if rank == 0 and args.save is not None else None)
     peak = comm.max_value(float(peak_rss_bytes()))
@@ -823,6 +873,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "signal": signal_name(stopped_by_signal) if stopped_by_signal else None,
         "stop_rule": reason,
         "final_test_accuracy": accuracy,
+        "refit": refitted,
+        "test_accuracy_before_refit": accuracy_before_refit,
+        "refit_time_s": refit_time,
         "time_s": elapsed,
         "peak_rss_mb": peak / MB,
         "predicted_mb": (predicted + baseline_max) / MB,
@@ -834,7 +887,20 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         writer.write(done)
         writer.close()
     say(f"stopped by {reason} after iteration {net.n_iter_}")
-    say("final test accuracy: " + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}"))
+    if refitted:
+        change = (
+            f"; test accuracy {accuracy_before_refit:.4f} -> {accuracy:.4f}"
+            if accuracy_before_refit is not None and accuracy is not None
+            else ""
+        )
+        say(f"refit: every W_l re-solved on the forward features in {refit_time:.2f} s{change}")
+    elif args.refit:
+        say(f"refit skipped: stopped by {reason} (a run resumed to its end with --refit refits)")
+    say(
+        "final test accuracy: "
+        + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}")
+        + (" (refit weights)" if refitted else "")
+    )
     per_iter = f" ({elapsed / net.n_iter_:.3f} s per iteration)" if net.n_iter_ else ""
     run_note = f", {done_iters} in this run" if start_iter else ""
     kind = "convergence" if stopped_by_tol else "the iteration limit"
