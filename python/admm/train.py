@@ -305,9 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="after the last iteration, re-solve every W_l as the ridge regression of the "
-        "state's z_l on the network's own forward features (ADMMNetwork.refit; about half "
-        "an iteration): after the final checkpoint, so --resume continues plain ADMM, and "
-        "before --save and the final test accuracy; skipped when a signal stops the run",
+        "state's z_l on the network's own forward features (ADMMNetwork.refit; a little "
+        "less work than one iteration): after the final checkpoint, so --resume continues "
+        "plain ADMM, and before --save and the final test accuracy; skipped when a signal "
+        "stops the run",
     )
     s = p.add_argument_group("stopping")
     s.add_argument(
