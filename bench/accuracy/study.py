@@ -156,6 +156,29 @@ CONFIGS: dict[str, Config] = {
     "r3e-2": _c(center=True, rho_rel=3e-2),
 }
 
+# Round 4, on the library's --preset best without growth (centred, ridge 1e-2,
+# every beta and gamma 1, no output multiplier, no bias units): the output
+# penalty, ReLU, a proximal weight update instead of most of the ridge, and
+# the ridge per layer; run with --forward-refit (and --augment for shifts).
+R4 = _c(center=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(1.0,) * 2)
+CONFIGS.update(
+    {
+        "r4_base": R4,
+        "r4_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1)),
+        "r4_out005": dataclasses.replace(R4, beta=(1.0, 1.0, 0.05)),
+        "r4_relu_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1), activation="relu"),
+        "r4_r3e-3_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1), rho_rel=3e-3),
+        "r4_prox": dataclasses.replace(R4, rho_rel=1e-4, prox_rel=1e-2),
+        "r4_rho_3e-2_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(3e-2, 1e-2, 1e-2)),
+        "r4_rho_1e-2_1e-3_1e-3": dataclasses.replace(R4, rho_rel=(1e-2, 1e-3, 1e-3)),
+        "r4_rho_1e-3_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(1e-3, 1e-2, 1e-2)),
+        # The library's --preset best (x1.03 growth, cap 30), for the refit.
+        "r4_preset_best": dataclasses.replace(
+            R4, beta_growth=1.03, gamma_growth=1.03, beta_max=(30.0,) * 3, gamma_max=(30.0,) * 2
+        ),
+    }
+)
+
 
 def load(train: int, val: int, seed: int, test: bool):
     """Training subset, validation split (both from MNIST's training images), test set."""
@@ -171,12 +194,38 @@ def load(train: int, val: int, seed: int, test: bool):
     return out
 
 
-def run(name: str, cfg: Config, data, iterations: int, eval_every: int, refit: int = 0) -> dict:
+def augment_shifts(X: np.ndarray, y: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` followed by ``copies`` (1-4) copies shifted by one pixel (down, up, right, left).
+
+    28 x 28 images; the pixels shifted in are 0.
+    """
+    images = X.reshape(-1, 28, 28)
+    out = [X]
+    for axis, step in ((1, 1), (1, -1), (2, 1), (2, -1))[:copies]:
+        shifted = np.roll(images, step, axis=axis)
+        edge: list[slice | int] = [slice(None)] * 3
+        edge[axis] = 0 if step == 1 else -1
+        shifted[tuple(edge)] = 0.0
+        out.append(shifted.reshape(len(X), -1))
+    return np.concatenate(out), np.concatenate([y] * len(out))
+
+
+def run(
+    name: str,
+    cfg: Config,
+    data,
+    iterations: int,
+    eval_every: int,
+    refit: int = 0,
+    forward_refit: bool = False,
+) -> dict:
     """Train one configuration; return its JSON record.
 
     With ``refit`` > 0, every evaluation also scores a copy of the network
     whose output layer was re-solved on its own forward features for that
-    many sweeps (``Variant.refit_readout``): keys ``refit_*``.
+    many sweeps (``Variant.refit_readout``): keys ``refit_*``. With
+    ``forward_refit``, a copy whose every layer was re-solved on the forward
+    pass (``Variant.forward_refit``): keys ``fwd_refit_*``.
     """
     X, y, Xv, yv, Xt, yt = data
     started = time.perf_counter()
@@ -198,6 +247,14 @@ def run(name: str, cfg: Config, data, iterations: int, eval_every: int, refit: i
                 if Xt is not None:
                     rec["refit_test_accuracy"] = r.score(Xt, yt)
                 del r
+            if forward_refit:
+                r = copy.deepcopy(v)
+                r.forward_refit()
+                rec["fwd_refit_val_accuracy"] = r.score(Xv, yv) if len(yv) else None
+                rec["fwd_refit_train_accuracy"] = r.score(X, y)
+                if Xt is not None:
+                    rec["fwd_refit_test_accuracy"] = r.score(Xt, yt)
+                del r
             rec["beta"] = v.beta.tolist()
             rec["gamma"] = v.gamma.tolist()
             evals.append(rec)
@@ -205,6 +262,7 @@ def run(name: str, cfg: Config, data, iterations: int, eval_every: int, refit: i
                 f"{name} it {it:3d} val {rec['val_accuracy']} train {rec['train_accuracy']:.4f} "
                 f"state {rec['state_accuracy']:.4f} test {rec.get('test_accuracy')} "
                 f"refit {rec.get('refit_val_accuracy')} "
+                f"fwd refit {rec.get('fwd_refit_val_accuracy')} "
                 f"res {rec['residual']:.3g} t {rec['time_s']:.1f}s",
                 flush=True,
             )
@@ -282,6 +340,18 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="also score a copy with the output layer re-solved on forward features (sweeps)",
     )
+    p.add_argument(
+        "--forward-refit",
+        action="store_true",
+        help="also score a copy with every layer re-solved on the forward pass",
+    )
+    p.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        choices=range(5),
+        help="append this many one-pixel-shifted copies of the training images (0-4)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/accuracy/screen.jsonl"))
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--plot-key", default="val_accuracy")
@@ -298,9 +368,21 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
     data = load(args.train, args.val, args.split_seed, args.test)
+    if args.augment:
+        data[0], data[1] = augment_shifts(data[0], data[1], args.augment)
     for name in args.configs:
-        record = run(name, CONFIGS[name], data, args.iterations, args.eval_every, args.refit)
+        label = f"{name}+aug{args.augment}" if args.augment else name
+        record = run(
+            label,
+            CONFIGS[name],
+            data,
+            args.iterations,
+            args.eval_every,
+            args.refit,
+            args.forward_refit,
+        )
         record["refit"] = args.refit
+        record["augment"] = args.augment
         with args.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
     if args.plot:

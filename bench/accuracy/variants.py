@@ -50,7 +50,8 @@ class Config:
     gamma_growth: float = 1.0
     beta_max: Sequence[float] | None = None
     gamma_max: Sequence[float] | None = None
-    rho_rel: float = 1e-6  # ridge relative to each Gram's mean diagonal at init
+    # ridge relative to each Gram's mean diagonal at init (one value, or one per layer)
+    rho_rel: float | Sequence[float] = 1e-6
     bias: bool = False
     bias_ridge: bool = False  # whether the bias column is in the ridge
     center: bool = False  # subtract the training mean pixel from the inputs
@@ -70,6 +71,11 @@ class Config:
     # Every restart_every iterations (0: never) reset the hidden a_l, z_l and
     # z_L to the forward pass of the current weights (the initialisation step).
     restart_every: int = 0
+    # Proximal weight updates: add prox_l ||W_l - W_l^{prev}||^2 (prox_l =
+    # prox_rel times the initial mean Gram diagonal, like rho_l) to the
+    # weight block, so (1)/(4) become
+    # W_l = (z a^T + prox W_prev)(a a^T + (rho + prox) I)^{-1}.
+    prox_rel: float = 0.0
 
 
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -140,9 +146,11 @@ class Variant:
         self.lam = np.zeros((m, cfg.layers[-1]))
         self.mu = [np.zeros_like(z) for z in self.z[:-1]]
         self.rho = []
-        for a in self.a:
+        rho_rel = _per_layer(cfg.rho_rel, L, "rho_rel")
+        for a, rel in zip(self.a, rho_rel, strict=True):
             mean_diag = float(np.vdot(a, a)) / a.shape[1]
-            self.rho.append(cfg.rho_rel * max(mean_diag, 1e-300))
+            self.rho.append(rel * max(mean_diag, 1e-300))
+        self.prox = [cfg.prox_rel * r / rel for r, rel in zip(self.rho, rho_rel, strict=True)]
         self.input_factor: Any = None
         self.t = 0
         self.elapsed = 0.0
@@ -185,18 +193,21 @@ class Variant:
         """(1)/(4): W_l = z_l^T [a;1] ([a;1]^T [a;1] + rho D)^{-1}."""
         a = self.a[l - 1]
         z = self._coupled(l)
+        ridge = self.rho[l - 1] + self.prox[l - 1]
         if l == 1:
             if self.input_factor is None:
-                self.input_factor = self._gram_factor(a, self.rho[0])
+                self.input_factor = self._gram_factor(a, ridge)
             factor = self.input_factor
         else:
-            factor = self._gram_factor(a, self.rho[l - 1])
+            factor = self._gram_factor(a, ridge)
         n = a.shape[1]
         c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
         c[:n] = a.T @ z
         if self.cfg.bias:
             c[n] = z.sum(axis=0)
         previous = self.W[l - 1]
+        if self.prox[l - 1]:
+            c[:n] += self.prox[l - 1] * previous[:, :n].T
         self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
         if self.cfg.inertia and self.t > 0:
             self.W[l - 1] += self.cfg.inertia * (self.W[l - 1] - previous)
@@ -282,6 +293,28 @@ class Variant:
             self._weight_update(self.L)
             self._output_update()
         self.t = t
+
+    def forward_refit(self) -> None:
+        """Re-solve every ``W_l`` on the network's own forward features.
+
+        For ``l = 1..L`` in turn: ``W_l = argmin ||z_l - W [f_{l-1}; 1]||^2 +
+        rho_l ||W D||^2`` with ``f_0`` the (centred) inputs and ``f_l =
+        h(W_l [f_{l-1}; 1])`` computed with the re-solved ``W_l``: update
+        (1)/(4) with the forward pass in place of the state's ``a_{l-1}``.
+        The state (a, z, lam) is kept; meant for a copy that is scored.
+        """
+        f = self.a[0]
+        for l in range(1, self.L + 1):
+            n = f.shape[1]
+            factor = self._gram_factor(f, self.rho[l - 1])
+            z = self.z[l - 1]
+            c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
+            c[:n] = f.T @ z
+            if self.cfg.bias:
+                c[n] = z.sum(axis=0)
+            self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
+            if l < self.L:
+                f = self.h(self._affine(l, f))
 
     def fit_step(self) -> dict:
         """One iteration of Algorithm 1 (extended); returns a record."""
