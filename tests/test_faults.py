@@ -461,6 +461,7 @@ def test_signal_checkpoints_the_current_iteration_and_exits_cleanly(
     assert ck.read_manifest(saved)["iteration"] == k
     assert admm.load(model).n_iter_ == k
     assert done["refit"] is False and "refit skipped: stopped by" in out
+    assert f"time to {done['signal']}:" in out and "time to the iteration limit" not in out
     with np.load(model) as m, np.load(saved / ck.state_file_name(k, 0)) as state:
         np.testing.assert_array_equal(m["W2"], state["weights2"])
 

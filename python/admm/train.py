@@ -904,7 +904,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     )
     per_iter = f" ({elapsed / net.n_iter_:.3f} s per iteration)" if net.n_iter_ else ""
     run_note = f", {done_iters} in this run" if start_iter else ""
-    kind = "convergence" if stopped_by_tol else "the iteration limit"
+    kind = (
+        signal_name(stopped_by_signal)
+        if stopped_by_signal
+        else "convergence"
+        if stopped_by_tol
+        else "the iteration limit"
+    )
     say(f"time to {kind}: {elapsed:.2f} s{per_iter}{run_note}")
     say(f"rho used: {_fmt_floats(net.rho_)}")
     say(
