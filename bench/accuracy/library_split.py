@@ -1,0 +1,105 @@
+"""The library on a split of MNIST's training images, under mpiexec (issue 5).
+
+Trains ``admm.ADMMNetwork`` with ``--preset``'s arguments (plus overrides)
+on the first ``--train`` images of the seed-0 permutation of MNIST's 60,000
+training images and validates on the next ``--val`` (the split of
+``study.py``; the test set is not read), then applies ``refit()``. Prints one
+JSON line on rank 0: validation accuracy by iteration, after the refit, and
+the forward pass's accuracy on its own training images before and after.
+
+    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python bench/accuracy/library_split.py \\
+        --set rho_relative=0.003 --out bench/accuracy/library_split.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import admm
+import numpy as np
+from admm.data import block_range, load_dataset
+from mpi4py import MPI
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[3] / "shared/data/mnist")
+    )
+    p.add_argument("--preset", default="best", choices=sorted(admm.PRESETS))
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="override one ADMMNetwork argument, e.g. rho_relative=0.003 (repeatable)",
+    )
+    p.add_argument("--train", type=int, default=50000)
+    p.add_argument("--val", type=int, default=10000)
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--out", type=Path, default=None, help="append the JSON line here too")
+    args = p.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
+
+    comm = MPI.COMM_WORLD
+    ds = load_dataset("mnist", args.data_dir, download=False)
+    perm = np.random.default_rng(0).permutation(ds.X_train.shape[0])
+    if args.train + args.val > perm.size:
+        raise SystemExit(f"--train + --val exceeds the {perm.size} training images")
+    train, val = perm[: args.train], perm[args.train : args.train + args.val]
+    lo, hi = block_range(train.size, comm.rank, comm.size)
+    vlo, vhi = block_range(val.size, comm.rank, comm.size)
+    X, y = ds.X_train[train[lo:hi]], ds.y_train[train[lo:hi]]
+    X_val, y_val = ds.X_train[val[vlo:vhi]], ds.y_train[val[vlo:vhi]]
+
+    net = admm.ADMMNetwork(
+        (784, 500, 500, 10), **{**admm.PRESETS[args.preset], **overrides}, comm=comm
+    )
+    started = time.perf_counter()
+    net.fit(X, y, iterations=args.iterations, X_val=X_val, y_val=y_val, eval_every=args.eval_every)
+    fit_s = time.perf_counter() - started
+
+    def accuracy(X_block: np.ndarray, y_block: np.ndarray) -> float:
+        correct, total = comm.allreduce(
+            np.array([np.sum(net.predict(X_block) == y_block), y_block.size], dtype=np.float64)
+        )
+        return float(correct / total)
+
+    train_before = accuracy(X, y)
+    started = time.perf_counter()
+    net.refit()
+    refit_s = time.perf_counter() - started
+    record = {
+        "preset": args.preset,
+        "overrides": overrides,
+        "train": args.train,
+        "val": args.val,
+        "ranks": comm.size,
+        "val_accuracy": [
+            (h["iteration"], h["val_accuracy"])
+            for h in net.history
+            if h["val_accuracy"] is not None
+        ],
+        "val_accuracy_refit": accuracy(X_val, y_val),
+        "train_accuracy": train_before,
+        "train_accuracy_refit": accuracy(X, y),
+        "fit_s": fit_s,
+        "refit_s": refit_s,
+    }
+    if comm.rank == 0:
+        line = json.dumps(record)
+        print(line, flush=True)
+        if args.out is not None:
+            with args.out.open("a") as f:
+                f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
