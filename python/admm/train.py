@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="talk",
         help="a named configuration (admm/presets.py): talk = the published one (the "
         "defaults shown here), best = the best of docs/accuracy-study.md (centred inputs, "
-        "ridge 1e-2, penalties 1 -> x1.03 per iteration -> 30, no output multiplier, 100 "
+        "ridge 3e-3, penalties 1 -> x1.03 per iteration -> 30, no output multiplier, 100 "
         "iterations, --refit). Flags given explicitly override the preset, in any order",
     )
     n.add_argument(
