@@ -7,6 +7,7 @@ on a small generated ``.npz``; ``evaluate`` runs as a plain subprocess.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,30 @@ def test_evaluate_refuses_wrong_model_or_data(tmp_path, data_npz):
     assert len(out.stderr.strip().splitlines()) == 1
     out = evaluate(str(data_npz), "--data", str(data_npz))
     assert_clean_error(out, "not an admm model")
+
+
+@pytest.mark.mpi
+def test_program_gives_each_rank_its_share_of_the_cores(data_npz, tmp_path):
+    # No BLAS thread variable set: the program sets one thread per core, not
+    # one per core in every rank (2 ranks x 2 OpenBLAS threads on 2 cores
+    # made an iteration up to 8x slower).
+    unset = {name: "" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import runpy, sys\n"
+        "sys.argv = ['admm.train', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('admm.train', run_name='__main__')\n"
+        "finally:\n"
+        "    import os\n"
+        "    print('OPENBLAS_NUM_THREADS=' + os.environ.get('OPENBLAS_NUM_THREADS', ''))\n"
+    )
+    args = [str(probe), "--data", str(data_npz), "--layers", LAYERS, "--iterations", "2"]
+    proc = run_mpi(2, args, timeout=TIMEOUT, env=unset)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert f"BLAS threads per rank: {share} (set by admm.train" in proc.stdout, proc.stdout
+    assert proc.stdout.count(f"OPENBLAS_NUM_THREADS={share}") == 2, proc.stdout
+    # A choice of the user stands, and the header does not claim otherwise.
+    proc = run_mpi(2, args, timeout=TIMEOUT, env={**unset, "OPENBLAS_NUM_THREADS": "1"})
+    assert "BLAS threads per rank" not in proc.stdout
+    assert proc.stdout.count("OPENBLAS_NUM_THREADS=1") == 2, proc.stdout

@@ -17,7 +17,7 @@ import threading
 import admm
 import numpy as np
 import pytest
-from admm import ADMMNetwork, _threads
+from admm import ADMMNetwork, _cores, _threads
 from admm._threads import MAX_CHUNKS, MIN_CHUNK, parallel_map, row_chunks, rowwise
 
 from admm_core import (
@@ -347,7 +347,7 @@ def test_set_num_threads(threads):
 
 
 def test_default_thread_count(threads, monkeypatch):
-    for name in (_threads.ENV_VAR, *_threads._BLAS_ENV, *_threads._LOCAL_RANKS_ENV):
+    for name in (_threads.ENV_VAR, *_cores.BLAS_ENV, *_cores.LOCAL_RANKS_ENV):
         monkeypatch.delenv(name, raising=False)
     threads(None)
     monkeypatch.setattr(_threads, "_usable_cores", lambda: 8)
@@ -372,6 +372,26 @@ def test_default_thread_count(threads, monkeypatch):
     assert _threads.default_num_threads() == 8  # the BLAS would use every core
     monkeypatch.setattr(_threads, "_usable_cores", lambda: None)
     assert _threads.default_num_threads() == 1  # nothing known
+
+
+def test_program_shares_the_cores_among_the_ranks_of_a_node(monkeypatch):
+    """What ``python -m admm.train`` does before NumPy loads the BLAS."""
+    monkeypatch.setattr(_cores, "usable_cores", lambda: 8)
+    env = {"MPI_LOCALNRANKS": "2"}
+    assert _cores.share_blas_cores(env) == 4
+    assert env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "4"
+    env = {"OMPI_COMM_WORLD_LOCAL_SIZE": "16"}  # more ranks than cores
+    assert _cores.share_blas_cores(env) == 1 and env["OPENBLAS_NUM_THREADS"] == "1"
+    for chosen in _cores.BLAS_ENV:  # the user's choice stands
+        env = {"MPI_LOCALNRANKS": "2", chosen: "2"}
+        assert _cores.share_blas_cores(env) is None and env == {
+            "MPI_LOCALNRANKS": "2",
+            chosen: "2",
+        }
+    env = {}  # not under mpiexec (or one rank): the BLAS's own default
+    assert _cores.share_blas_cores(env) is None and env == {}
+    monkeypatch.setattr(_cores, "usable_cores", lambda: None)
+    assert _cores.share_blas_cores({"MPI_LOCALNRANKS": "2"}) is None
 
 
 def test_blas_threads_from_environment(monkeypatch):

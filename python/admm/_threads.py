@@ -33,6 +33,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ._cores import BLAS_ENV as _BLAS_ENV
+from ._cores import local_ranks as _local_ranks
+from ._cores import positive_int as _positive_int
+from ._cores import usable_cores as _usable_cores
+
 #: Environment variable that sets the thread count explicitly.
 ENV_VAR = "ADMM_NUM_THREADS"
 
@@ -45,14 +50,6 @@ MIN_CHUNK = 1 << 16
 #: microseconds of Python each, against about 40 ms of work at 60,000 x 500.
 MAX_CHUNKS = 64
 
-#: Environment variables of the BLAS thread count, in OpenBLAS's order of
-#: precedence (MKL's before the OpenMP one).
-_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
-
-#: Environment variables in which MPI launchers give the ranks on this node
-#: (MPICH/Intel MPI hydra, Open MPI).
-_LOCAL_RANKS_ENV = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -62,28 +59,6 @@ _default: int | None = None  # decided at first use
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
 _local = threading.local()  # .worker is true in the pool's threads
-
-
-def _positive_int(text: str) -> int | None:
-    """The leading positive integer of an environment value (``"4"``, ``"4,2"``)."""
-    head = text.split(",")[0].strip()
-    return int(head) if head.isdigit() and int(head) > 0 else None
-
-
-def _usable_cores() -> int | None:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count()
-
-
-def _local_ranks() -> int:
-    """Ranks on this node as the MPI launcher says, 1 outside ``mpiexec``."""
-    for name in _LOCAL_RANKS_ENV:
-        count = _positive_int(os.environ.get(name, ""))
-        if count is not None:
-            return count
-    return 1
 
 
 def _blas_threads() -> int | None:

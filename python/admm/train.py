@@ -33,6 +33,11 @@ convergence.
 
 from __future__ import annotations
 
+# First, before NumPy loads the BLAS: one BLAS thread per core, not per rank.
+from ._cores import share_blas_cores
+
+BLAS_THREADS_SET = share_blas_cores()
+
 import argparse
 import math
 import os
@@ -686,6 +691,11 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         f"({dataset.n_train} in all), {dataset.n_test if has_test else 0} test samples"
     )
     say(f"  data: {dataset.name} ({dataset.source})")
+    if BLAS_THREADS_SET is not None:
+        say(
+            f"  BLAS threads per rank: {BLAS_THREADS_SET} (set by admm.train for the ranks "
+            "sharing this node's cores; set OPENBLAS_NUM_THREADS to choose)"
+        )
     say(
         f"  layers {'-'.join(map(str, net.layers))}, activation {net.activation}, "
         f"loss {net.loss}, dtype {net.dtype.name}"
