@@ -76,6 +76,10 @@ class Config:
     # weight block, so (1)/(4) become
     # W_l = (z a^T + prox W_prev)(a a^T + (rho + prox) I)^{-1}.
     prox_rel: float = 0.0
+    # Ridge continuation: the ridge of iteration t is rho_l * max(rho_decay**t,
+    # rho_floor) (rho_decay <= 1): a strong ridge early, a weaker one later.
+    rho_decay: float = 1.0
+    rho_floor: float = 1.0
 
 
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -193,11 +197,13 @@ class Variant:
         """(1)/(4): W_l = z_l^T [a;1] ([a;1]^T [a;1] + rho D)^{-1}."""
         a = self.a[l - 1]
         z = self._coupled(l)
-        ridge = self.rho[l - 1] + self.prox[l - 1]
+        scale = max(self.cfg.rho_decay**self.t, self.cfg.rho_floor)
+        ridge = self.rho[l - 1] * scale + self.prox[l - 1]
         if l == 1:
-            if self.input_factor is None:
-                self.input_factor = self._gram_factor(a, ridge)
-            factor = self.input_factor
+            # The input Gram never changes: factored again only when its ridge does.
+            if self.input_factor is None or self.input_factor[0] != ridge:
+                self.input_factor = (ridge, self._gram_factor(a, ridge))
+            factor = self.input_factor[1]
         else:
             factor = self._gram_factor(a, ridge)
         n = a.shape[1]
@@ -306,7 +312,9 @@ class Variant:
         f = self.a[0]
         for l in range(1, self.L + 1):
             n = f.shape[1]
-            factor = self._gram_factor(f, self.rho[l - 1])
+            # The ridge in force at the last iteration (t - 1).
+            scale = max(self.cfg.rho_decay ** max(self.t - 1, 0), self.cfg.rho_floor)
+            factor = self._gram_factor(f, self.rho[l - 1] * scale)
             z = self.z[l - 1]
             c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
             c[:n] = f.T @ z
