@@ -161,6 +161,9 @@ CONFIGS: dict[str, Config] = {
 # penalty, ReLU, a proximal weight update instead of most of the ridge, and
 # the ridge per layer; run with --forward-refit (and --augment for shifts).
 R4 = _c(center=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(1.0,) * 2)
+R4_BEST = dataclasses.replace(
+    R4, beta_growth=1.03, gamma_growth=1.03, beta_max=(30.0,) * 3, gamma_max=(30.0,) * 2
+)
 CONFIGS.update(
     {
         "r4_base": R4,
@@ -172,29 +175,15 @@ CONFIGS.update(
         "r4_rho_3e-2_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(3e-2, 1e-2, 1e-2)),
         "r4_rho_1e-2_1e-3_1e-3": dataclasses.replace(R4, rho_rel=(1e-2, 1e-3, 1e-3)),
         "r4_rho_1e-3_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(1e-3, 1e-2, 1e-2)),
+        # The library's --preset best (x1.03 growth, cap 30), for the refit.
+        "r4_preset_best": R4_BEST,
         # A decaying ridge: 1e-2 at first (fast), down to 2e-3 / 1e-3 (a better
         # fit of 50,000 images) by iteration 70.
         "r4_rho_decay_2e-3": dataclasses.replace(
-            R4,
-            beta_growth=1.03,
-            gamma_growth=1.03,
-            beta_max=(30.0,) * 3,
-            gamma_max=(30.0,) * 2,
-            rho_decay=0.2 ** (1 / 70),
-            rho_floor=0.2,
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2
         ),
         "r4_rho_decay_1e-3": dataclasses.replace(
-            R4,
-            beta_growth=1.03,
-            gamma_growth=1.03,
-            beta_max=(30.0,) * 3,
-            gamma_max=(30.0,) * 2,
-            rho_decay=0.1 ** (1 / 70),
-            rho_floor=0.1,
-        ),
-        # The library's --preset best (x1.03 growth, cap 30), for the refit.
-        "r4_preset_best": dataclasses.replace(
-            R4, beta_growth=1.03, gamma_growth=1.03, beta_max=(30.0,) * 3, gamma_max=(30.0,) * 2
+            R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1
         ),
     }
 )
