@@ -193,12 +193,24 @@ class Variant:
             g[n, n] += rho
         return sla.cho_factor(g, lower=True, check_finite=False)
 
+    def _ridge_scale(self, t: int) -> float:
+        """The factor of the ridge at iteration ``t`` (the ``rho_decay`` continuation)."""
+        return max(self.cfg.rho_decay**t, self.cfg.rho_floor)
+
+    def _cross(self, a: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``[a;1]^T z``: the right-hand side of the weight update."""
+        n = a.shape[1]
+        c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
+        c[:n] = a.T @ z
+        if self.cfg.bias:
+            c[n] = z.sum(axis=0)
+        return c
+
     def _weight_update(self, l: int) -> None:
         """(1)/(4): W_l = z_l^T [a;1] ([a;1]^T [a;1] + rho D)^{-1}."""
         a = self.a[l - 1]
         z = self._coupled(l)
-        scale = max(self.cfg.rho_decay**self.t, self.cfg.rho_floor)
-        ridge = self.rho[l - 1] * scale + self.prox[l - 1]
+        ridge = self.rho[l - 1] * self._ridge_scale(self.t) + self.prox[l - 1]
         if l == 1:
             # The input Gram never changes: factored again only when its ridge does.
             if self.input_factor is None or self.input_factor[0] != ridge:
@@ -207,10 +219,7 @@ class Variant:
         else:
             factor = self._gram_factor(a, ridge)
         n = a.shape[1]
-        c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
-        c[:n] = a.T @ z
-        if self.cfg.bias:
-            c[n] = z.sum(axis=0)
+        c = self._cross(a, z)
         previous = self.W[l - 1]
         if self.prox[l - 1]:
             c[:n] += self.prox[l - 1] * previous[:, :n].T
@@ -310,16 +319,11 @@ class Variant:
         The state (a, z, lam) is kept; meant for a copy that is scored.
         """
         f = self.a[0]
+        # The ridge in force at the last iteration (t - 1).
+        scale = self._ridge_scale(max(self.t - 1, 0))
         for l in range(1, self.L + 1):
-            n = f.shape[1]
-            # The ridge in force at the last iteration (t - 1).
-            scale = max(self.cfg.rho_decay ** max(self.t - 1, 0), self.cfg.rho_floor)
             factor = self._gram_factor(f, self.rho[l - 1] * scale)
-            z = self.z[l - 1]
-            c = np.empty((n + (1 if self.cfg.bias else 0), z.shape[1]))
-            c[:n] = f.T @ z
-            if self.cfg.bias:
-                c[n] = z.sum(axis=0)
+            c = self._cross(f, self.z[l - 1])
             self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
             if l < self.L:
                 f = self.h(self._affine(l, f))
