@@ -95,7 +95,9 @@ class ReferenceADMM:
     caps ``beta_max``/``gamma_max`` make the penalties of iteration ``t``
     ``min(beta * growth**t, max)``; ``multiplier=False`` never updates lam;
     ``rho_relative`` (with ``rho=()``) sets ``rho_l`` to that multiple of the
-    mean diagonal of ``a_{l-1} a_{l-1}^T`` after the initial forward pass.
+    mean diagonal of ``a_{l-1} a_{l-1}^T`` after the initial forward pass;
+    ``rho_final`` with ``rho_decay_iterations = T`` makes the ridge of
+    iteration ``t`` ``rho_l * rho_final**(min(t, T) / T)``.
     """
 
     def __init__(
@@ -117,6 +119,8 @@ class ReferenceADMM:
         gamma_max: Sequence[float] | None = None,
         multiplier: bool = True,
         rho_relative: float | None = None,
+        rho_final: float = 1.0,
+        rho_decay_iterations: int = 0,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -138,6 +142,8 @@ class ReferenceADMM:
             raise ValueError("rho needs L values (or give rho_relative)")
         self.warmup = int(warmup)
         self.multiplier = bool(multiplier)
+        self.rho_final = float(rho_final)
+        self.rho_decay_iterations = int(rho_decay_iterations)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -166,9 +172,17 @@ class ReferenceADMM:
         self.t = 0
         self._set_penalties()
 
+    def ridges(self, t: int) -> list[float]:
+        """The ridge of each layer at iteration ``t``."""
+        if self.rho_decay_iterations == 0:
+            return list(self.rho)
+        T = self.rho_decay_iterations
+        return [r * self.rho_final ** (min(t, T) / T) for r in self.rho]
+
     def _set_penalties(self) -> None:
-        """beta_l, gamma_l of iteration ``self.t``."""
+        """beta_l, gamma_l and the ridges of iteration ``self.t``."""
         t = self.t
+        self.ridge = self.ridges(t)
         self.beta = [
             min(b * self.growth[0] ** t, c) for b, c in zip(self.beta0, self.caps[0], strict=True)
         ]
@@ -181,7 +195,7 @@ class ReferenceADMM:
     def _weight_update(self, l: int) -> None:
         """(1)/(4): W_l = z_l a^T (a a^T + rho_l I)^{-1}, a = a_{l-1}."""
         a = self.a[l - 1]
-        G = a @ a.T + self.rho[l - 1] * np.eye(a.shape[0])
+        G = a @ a.T + self.ridge[l - 1] * np.eye(a.shape[0])
         # G is symmetric: W^T = G^{-1} (a z^T).
         self.weights[l - 1] = np.linalg.solve(G, a @ self.z[l - 1].T).T
 
@@ -231,7 +245,7 @@ class ReferenceADMM:
             self._multiplier_update()
             notify("lam")
         # The objective of this iteration is taken with its own penalties.
-        self.last_beta, self.last_gamma = self.beta, self.gamma
+        self.last_beta, self.last_gamma, self.last_ridge = self.beta, self.gamma, self.ridge
         self.t += 1
         self._set_penalties()
 
@@ -239,8 +253,8 @@ class ReferenceADMM:
         """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2,
         with the penalties of the last iteration done."""
         if self.t > 0:
-            return self._objective(self.last_beta, self.last_gamma)
-        return self._objective(self.beta, self.gamma)
+            return self._objective(self.last_beta, self.last_gamma, self.last_ridge)
+        return self._objective(self.beta, self.gamma, self.ridge)
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Forward pass of ``(m, n_0)`` inputs (centred as in training): ``(m, n_L)``."""
@@ -248,7 +262,9 @@ class ReferenceADMM:
             self.weights, np.asarray(X, dtype=np.float64) - self.mean.T, self.activation
         )
 
-    def _objective(self, beta: Sequence[float], gamma: Sequence[float]) -> float:
+    def _objective(
+        self, beta: Sequence[float], gamma: Sequence[float], ridge: Sequence[float]
+    ) -> float:
         total = 0.0
         for l in range(1, self.L):
             total += gamma[l - 1] * np.sum((self.a[l] - self.h(self.z[l - 1])) ** 2)
@@ -261,7 +277,7 @@ class ReferenceADMM:
             total += float(np.sum((zL - self.Y) ** 2))
         total += float(np.sum(zL * self.lam))
         total += beta[-1] * np.sum((zL - self.weights[-1] @ self.a[-1]) ** 2)
-        for b, r, w in zip(beta, self.rho, self.weights, strict=True):
+        for b, r, w in zip(beta, ridge, self.weights, strict=True):
             total += b * r * np.sum(w**2)
         return float(total)
 

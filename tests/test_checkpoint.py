@@ -98,6 +98,11 @@ def test_resume_refuses_what_it_cannot_trust(tmp_path, data_npz):
         2, data_npz, "--iterations", "6", "--seed", "1", "--resume", str(saved), check=False
     )
     assert_clean_error(proc, "seed: checkpoint 0, now 1")
+    proc = train(
+        2, data_npz, "--iterations", "6", "--rho-final", "0.5", "--rho-decay-iterations", "2",
+        "--resume", str(saved), check=False,
+    )  # fmt: skip
+    assert_clean_error(proc, "rho_final: checkpoint None, now 0.5")
     other = make_npz(tmp_path / "other.npz", n_train=300)
     with np.load(other) as f:
         arrays = dict(f)

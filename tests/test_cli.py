@@ -139,6 +139,12 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     features = 2 * m * max(layers[1:-1]) * np.dtype(dtype).itemsize
     assert refit["transient"] >= parts["weights"] + features
     assert refit["transient"] >= parts["transient"]
+    # A decaying ridge keeps the float64 input Gram beside its factor.
+    net = ADMMNetwork(layers, loss=loss, dtype=dtype, rho_final=0.5, rho_decay_iterations=1)
+    s = net.fit(X, y, iterations=2)._state
+    decay = memory_breakdown(layers, m, dtype, loss, ridge_decay=True)
+    assert s.input_gram is not None
+    assert decay["input_factor"] == s.input_factor.nbytes + s.input_gram.nbytes
 
 
 # --------------------------------------------------------------- under MPI

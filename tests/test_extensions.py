@@ -1,7 +1,8 @@
 """The accuracy-study options of ADMMNetwork (issue 5) against the NumPy reference.
 
 ``center``, ``rho_relative``, continuation (``beta_growth``, ``gamma_growth``,
-``beta_max``, ``gamma_max``) and ``multiplier=False``, one process and under
+``beta_max``, ``gamma_max``), the decaying ridge (``rho_final``,
+``rho_decay_iterations``) and ``multiplier=False``, one process and under
 ``mpiexec`` on 1, 2 and 3 ranks (with the forward refit of those runs); their
 save/load and resume; ``--preset``; and an accuracy guard on the embedded
 MNIST sample.
@@ -30,6 +31,8 @@ OPTIONS = dict(
     beta_max=[1.0, 2.0, 3.0],
     gamma_max=[5.0, 3.0],
     center=True,
+    rho_final=0.3,
+    rho_decay_iterations=5,
 )
 LAYERS = (6, 8, 5, 3)
 
@@ -89,6 +92,39 @@ def test_penalty_schedule():
     assert plain.penalties(1000) == ((0.2, 0.2), (20.0,))
 
 
+def test_ridge_schedule():
+    net = ADMMNetwork((4, 3, 2), rho=[2.0, 4.0], rho_final=0.25, rho_decay_iterations=2)
+    assert net.ridges(0) == (2.0, 4.0)
+    assert net.ridges(1) == pytest.approx((1.0, 2.0), rel=1e-15)
+    assert net.ridges(2) == (0.5, 1.0)
+    assert net.ridges(100) == (0.5, 1.0)  # it stays at the floor
+    assert ADMMNetwork((4, 3, 2), rho=[2.0, 4.0]).ridges(100) == (2.0, 4.0)
+    with pytest.raises(RuntimeError, match="chosen when training starts"):
+        ADMMNetwork((4, 3, 2)).ridges(0)
+
+
+def test_decaying_ridge_reduces_the_input_gram_once(rng, monkeypatch):
+    # The input Gram is reduced at the first weight update only, and factored
+    # again from the kept copy when the ridge changes (not after the floor).
+    import admm.network as network
+
+    X, y = data(rng)
+    net = ADMMNetwork(LAYERS, **OPTIONS)
+    factored = []
+    real = network._factor_with_ridge
+    monkeypatch.setattr(
+        network,
+        "_factor_with_ridge",
+        lambda g, rho, layer: factored.append((layer, rho)) or real(g, rho, layer),
+    )
+    net.fit(X, y, iterations=8)
+    first = [rho for layer, rho in factored if layer == 1]
+    assert first == list(dict.fromkeys(net.ridges(t)[0] for t in range(8)))
+    assert len(first) == OPTIONS["rho_decay_iterations"] + 1
+    assert net._state.input_gram is not None
+    assert ADMMNetwork(LAYERS).fit(X, y, iterations=2)._state.input_gram is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -99,6 +135,12 @@ def test_penalty_schedule():
         ({"rho_relative": 0.0}, "rho_relative must be a positive finite number"),
         ({"center": "yes"}, "center must be True or False"),
         ({"multiplier": 1}, "multiplier must be True or False"),
+        ({"rho_final": 0.0}, r"rho_final must be a number in \(0, 1\]"),
+        ({"rho_final": 1.5}, r"rho_final must be a number in \(0, 1\]"),
+        ({"rho_final": float("nan")}, r"rho_final must be a number in \(0, 1\]"),
+        ({"rho_decay_iterations": -1}, "rho_decay_iterations must be a non-negative"),
+        ({"rho_decay_iterations": 2.0}, "rho_decay_iterations must be a non-negative"),
+        ({"rho_final": 0.5}, "needs rho_decay_iterations >= 1"),
     ],
 )
 def test_bad_options_are_refused(kwargs, match):
@@ -124,6 +166,8 @@ def test_save_load_round_trip(rng, tmp_path):
     assert (back.beta_growth, back.gamma_growth) == (1.2, 1.1)
     assert back.beta_max == (1.0, 2.0, 3.0) and back.gamma_max == (5.0, 3.0)
     assert back.rho_relative == 1e-2
+    assert (back.rho_final, back.rho_decay_iterations) == (0.3, 5)
+    assert back.ridges(3) == net.ridges(3)
 
 
 def test_warm_start_and_set_state_continue_bit_for_bit(rng):
@@ -190,7 +234,7 @@ def assert_refit_matches_reference(result: dict, n: int) -> None:
     expected = forward_refit(
         result["X"],
         [result[f"z_{l}"].T for l in range(len(program.LAYERS) - 1)],
-        result["rho"],
+        result["rho_last"],
         program.OPTIONS.get("activation", "hardsigmoid"),
         mean=result["input_mean"],
     )
@@ -249,7 +293,7 @@ def test_mpi_refit_matches_reference_and_one_process(mpi_runs, n):
 @pytest.mark.parametrize("n", [2, 3])
 def test_mpi_deterministic_is_rank_independent(mpi_runs, n):
     one, many = mpi_runs[1, 1], mpi_runs[n, 1]
-    for key in ("input_mean", "rho", "objective", "scores"):
+    for key in ("input_mean", "rho", "rho_last", "objective", "scores"):
         np.testing.assert_array_equal(many[key], one[key], err_msg=key)
     for l in range(3):
         np.testing.assert_array_equal(many[f"final_{l}_rank0"], one[f"final_{l}_rank0"])
@@ -283,6 +327,31 @@ def test_explicit_flags_override_the_preset_in_any_order(argv):
     assert args.center is True and args.multiplier is False
     assert args.gamma == best["gamma"] and args.beta_max == best["beta_max"]
     assert args.rho_relative == best["rho_relative"]
+
+
+def test_ridge_decay_flags():
+    args = parse_args(["--preset", "best"])
+    assert (args.rho_final, args.rho_decay_iterations) == (0.2, 70)
+    args = parse_args(["--rho-final", "0.5", "--rho-decay-iterations", "3"])
+    assert (args.rho_final, args.rho_decay_iterations) == (0.5, 3)
+    assert parse_args([]).rho_final == 1.0  # talk: a constant ridge
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--rho-final", "0.5"], "needs --rho-decay-iterations of at least 1"),
+        (["--preset", "best", "--rho-decay-iterations", "0"], "needs --rho-decay-iterations"),
+        (["--rho-final", "0"], r"must be a number in \(0, 1\]"),
+        (["--rho-final", "2"], r"must be a number in \(0, 1\]"),
+        (["--rho-decay-iterations", "-1"], "must be a non-negative integer"),
+    ],
+)
+def test_bad_ridge_decay_flags_are_refused(argv, match):
+    from admm.train import UsageError
+
+    with pytest.raises(UsageError, match=match):
+        parse_args(argv)
 
 
 def test_best_preset_sets_its_iterations():
@@ -323,10 +392,10 @@ def sample():
 
 def test_best_preset_keeps_its_accuracy(sample):
     # 2,000 of the embedded MNIST training images, 15 iterations, float32:
-    # measured 0.848 (best, whose ridge of 3e-3 is chosen for 50,000 images;
-    # 0.880 with 1e-2) and 0.778 (talk) on the 1,000 test images of the
-    # sample. A change that costs the best preset 3 points, or most of its
-    # lead, fails here.
+    # measured 0.875 (best, its ridge decaying from 1e-2, 7.1e-3 at
+    # iteration 15; 0.848 with a fixed 3e-3) and 0.778 (talk) on the 1,000
+    # test images of the sample. A change that costs the best preset 3
+    # points, or most of its lead, fails here.
     X, y = sample.X_train[:2000], sample.y_train[:2000]
     scores = {}
     for name in ("talk", "best"):
@@ -338,7 +407,7 @@ def test_best_preset_keeps_its_accuracy(sample):
             net.refit()
             scores[f"{name} refit train"] = net.score(X, y)
             scores[f"{name} refit"] = net.score(sample.X_test, sample.y_test)
-    assert scores["best"] >= 0.82, scores
+    assert scores["best"] >= 0.845, scores
     assert scores["best"] - scores["talk"] >= 0.05, scores
     # The refit fits the forward pass to the ADMM state, so the forward pass
     # fits the training images better (measured, seeds 0-2 and 25

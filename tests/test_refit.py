@@ -42,7 +42,7 @@ def reference_refit(net: ADMMNetwork, X: np.ndarray) -> list[np.ndarray]:
     return forward_refit(
         X,
         [np.asarray(z, dtype=np.float64).T for z in state["z"]],
-        net.rho_,
+        net.ridges(net.n_iter_ - 1),  # the ridge of the last iteration
         net.activation,
         mean=net.input_mean_,
     )
@@ -124,8 +124,8 @@ def test_refit_failure_leaves_the_weights(rng, monkeypatch):
     assert state is not None
     real = state.refit_weights
 
-    def poisoned(l, refit):
-        w = real(l, refit)
+    def poisoned(l, refit, rho):
+        w = real(l, refit, rho)
         if l == 2:
             w[0, 0] = np.nan
         return w

@@ -37,6 +37,7 @@ def memory_breakdown(
     n_test_local: int = 0,
     center: bool = False,
     refit: bool = False,
+    ridge_decay: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -56,7 +57,9 @@ def memory_breakdown(
     - ``weights``: ``sum n_l n_{l-1} s``;
     - ``reduce``: one Allreduce buffer per layer, the cross term
       ``n_l n_{l-1}`` plus, for ``l > 1``, the Gram ``n_{l-1}^2``, in ``s``;
-    - ``input_factor``: the Cholesky factor of the input Gram, ``8 n_0^2``;
+    - ``input_factor``: the Cholesky factor of the input Gram, ``8 n_0^2``,
+      and with ``ridge_decay`` the float64 input Gram kept to be factored
+      again with each new ridge, ``8 n_0^2`` more;
     - ``test``: the test block and its labels, ``n_test (n_0 s + 8)``.
 
     ``transient`` is the largest set of temporaries alive at one time, the
@@ -94,7 +97,7 @@ def memory_breakdown(
         "weights": sum(n[l] * n[l - 1] for l in range(1, L + 1)) * s,
         "reduce": sum(n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0) for l in range(1, L + 1))
         * s,
-        "input_factor": n[0] ** 2 * f8,
+        "input_factor": n[0] ** 2 * f8 * (2 if ridge_decay else 1),
         "test": n_test_local * (n[0] * s + 8),
     }
     narrow = s < f8  # float32 solves convert back to dtype: one more copy

@@ -166,7 +166,19 @@ class ADMMNetwork:
         The automatic ridge (``rho=None``) as a multiple of each layer's mean
         Gram diagonal; default ``RHO_RELATIVE`` (1e-6). The accuracy study
         (``docs/accuracy-study.md``) found 1e-2 much better on 10,000 MNIST
-        images and 3e-3 on 50,000 (``--preset best``).
+        images and 3e-3 on 50,000.
+    rho_final, rho_decay_iterations : float, int
+        Continuation of the ridge: the ridge in force at 0-based iteration
+        ``t`` is ``rho_l * rho_final**(min(t, T) / T)`` with
+        ``T = rho_decay_iterations``, falling geometrically from ``rho_l``
+        (``rho_`` after ``fit``) to ``rho_final * rho_l`` at iteration ``T``
+        and staying there; :meth:`ridges` gives it. A strong ridge trains fast
+        early, a weaker one fits a large training set better later
+        (``--preset best``: 1e-2 down to 2e-3 by iteration 70). Default 1.0
+        and 0: a constant ridge (``ADMM.md``). ``rho_final`` must be in
+        ``(0, 1]``, and below 1 only with ``rho_decay_iterations >= 1``.
+        While the ridge changes, the reduced input Gram (``8 n_0^2`` bytes)
+        is kept to be factored again with each new ridge.
     multiplier : bool
         Whether the output multiplier ``lam`` is updated at all (equation
         (6)). Off, every iteration is a block-coordinate sweep of the penalty
@@ -197,7 +209,8 @@ class ADMMNetwork:
     n_iter_ : int
         Iterations done.
     rho_ : tuple of float
-        The ridge of each layer actually used.
+        The ridge of each layer at iteration 0 (:meth:`ridges` gives the one
+        in force at each iteration when it decays).
     input_mean_ : ndarray of shape (n_0,) or None
         The mean training input subtracted with ``center`` (float64).
     """
@@ -224,6 +237,8 @@ class ADMMNetwork:
         beta_max: float | Sequence[float] | None = None,
         gamma_max: float | Sequence[float] | None = None,
         center: bool = False,
+        rho_final: float = 1.0,
+        rho_decay_iterations: int = 0,
     ) -> None:
         layers = tuple(layers)
         if len(layers) < 2 or any(
@@ -254,6 +269,28 @@ class ADMMNetwork:
                 f"rho_relative must be a positive finite number, got {rho_relative!r}"
             )
         self.rho_relative = float(rho_relative)
+        if not (
+            isinstance(rho_final, int | float | np.number)
+            and not isinstance(rho_final, bool)
+            and math.isfinite(float(rho_final))
+            and 0.0 < float(rho_final) <= 1.0
+        ):
+            raise ValueError(f"rho_final must be a number in (0, 1], got {rho_final!r}")
+        if (
+            isinstance(rho_decay_iterations, bool)
+            or not isinstance(rho_decay_iterations, int | np.integer)
+            or rho_decay_iterations < 0
+        ):
+            raise ValueError(
+                f"rho_decay_iterations must be a non-negative integer, got {rho_decay_iterations!r}"
+            )
+        if float(rho_final) < 1.0 and rho_decay_iterations == 0:
+            raise ValueError(
+                f"rho_final={rho_final!r} needs rho_decay_iterations >= 1 (the iteration "
+                "by which the ridge has fallen to it)"
+            )
+        self.rho_final = float(rho_final)
+        self.rho_decay_iterations = int(rho_decay_iterations)
         for name, flag in (("multiplier", multiplier), ("center", center)):
             if not isinstance(flag, bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
@@ -443,7 +480,8 @@ class ADMMNetwork:
         state's, ``f_0`` ``(m, n_0)`` the training block the state holds
         (centred with ``center``), the products ``(n_l, n_{l-1})`` and
         ``(n_{l-1}, n_{l-1})``. That is updates (1)/(4) of ADMM.md with the
-        forward features in place of ``a_{l-1}``: the same ridge ``rho_``,
+        forward features in place of ``a_{l-1}``: the ridge of the last
+        iteration (:meth:`ridges`, ``rho_`` without a decay),
         sums, float64 Cholesky solve and, without ``deterministic``, the same
         split of ``W_l``'s rows over the ranks. With ``deterministic`` the
         result does not depend on the number of ranks, bit for bit. The
@@ -489,10 +527,11 @@ class ADMMNetwork:
         if self.deterministic and self._layout is None:  # a state from set_state
             self._set_layout(comm, state.X.shape[0])
         weights: list[np.ndarray] = []
+        rho = self.ridges(self.n_iter_ - 1)  # the ridge of the last iteration
         for l in range(1, len(self.layers)):
             problem = None
             try:
-                w = state.refit_weights(l, weights)
+                w = state.refit_weights(l, weights, rho[l - 1])
             except np.linalg.LinAlgError as exc:
                 problem = str(exc)
             else:
@@ -566,6 +605,8 @@ class ADMMNetwork:
             "seed": np.array(self.seed),
             "n_iter": np.array(self.n_iter_),
             "rho_relative": np.array(self.rho_relative),
+            "rho_final": np.array(self.rho_final),
+            "rho_decay_iterations": np.array(self.rho_decay_iterations),
             "multiplier": np.array(self.multiplier),
             "beta_growth": np.array(self.beta_growth),
             "gamma_growth": np.array(self.gamma_growth),
@@ -687,6 +728,22 @@ class ADMMNetwork:
             schedule(self.gamma, self.gamma_growth, self.gamma_max),
         )
 
+    def ridges(self, t: int) -> tuple[float, ...]:
+        """The ridge ``rho_l`` of each weight layer in force at 0-based iteration ``t``. Local.
+
+        ``rho_l * rho_final**(min(t, T) / T)``, ``T = rho_decay_iterations``;
+        exactly ``rho_`` without the decay. Known once ``fit`` has chosen
+        ``rho_`` (or from construction with an explicit ``rho``).
+        """
+        if self.rho_ is None:
+            raise RuntimeError("the ridge is chosen when training starts")
+        if self.rho_final == 1.0:
+            return self.rho_
+        scale = self.rho_final ** (
+            min(max(t, 0), self.rho_decay_iterations) / self.rho_decay_iterations
+        )
+        return tuple(r * scale for r in self.rho_)
+
     def _centred(self, X: np.ndarray, mean: np.ndarray) -> np.ndarray:
         """``X - mean`` as a new array in the network's dtype (the mean rounded
         to it first, so training and prediction subtract the same values)."""
@@ -735,12 +792,6 @@ class ADMMNetwork:
             self._layout = layout
         self._tree = None  # built for this layout at the first sum
 
-    def _layer_rho(self, l: int) -> float:
-        """The ridge of weight layer ``l`` (1-based) in use."""
-        if self.rho_ is None:
-            raise RuntimeError("the ridge is chosen when training starts")
-        return self.rho_[l - 1]
-
     def _row_blocks(self) -> list[slice]:
         """This rank's rows as summed: all at once, or one slice per global block."""
         if self._layout is None:
@@ -787,6 +838,8 @@ class ADMMNetwork:
             self.deterministic,
             self.block_size,
             self.rho_relative,
+            self.rho_final,
+            self.rho_decay_iterations,
             self.multiplier,
             self.beta_growth,
             self.gamma_growth,
@@ -964,9 +1017,10 @@ class ADMMNetwork:
         blocks = self._row_blocks()
         terms = np.zeros((len(blocks), 2 * (L - 1) + 2))
         beta, gamma = self.penalties(t)
+        rho = self.ridges(t)
         for l in range(1, L + 1):
             a_prev = s.a[l - 1]
-            self._weights[l - 1] = s.solve_weights(l)  # (1), (4)
+            self._weights[l - 1] = s.solve_weights(l, rho[l - 1])  # (1), (4)
             zl = s.z[l - 1]
             if l < L:
                 s.update_activation(l, beta[l], gamma[l - 1])  # (2)
@@ -1001,10 +1055,7 @@ class ADMMNetwork:
             out[:] = terms[i]
 
         total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
-        ridges = [
-            beta[i] * self._layer_rho(i + 1) * float(np.vdot(w, w))
-            for i, w in enumerate(self._weights)
-        ]
+        ridges = [beta[i] * rho[i] * float(np.vdot(w, w)) for i, w in enumerate(self._weights)]
         objective = float(total[:-1].sum() + sum(ridges))
         # One test of two floats per iteration: NaN or inf anywhere in the
         # weights or in any rank's a, z or lam reaches the objective or the
@@ -1098,8 +1149,11 @@ class _State:
             size = n_out * n_in + (n_in * n_in if l > 1 else 0)
             self.reduce_buffers.append(np.empty(size, dtype=net.dtype))
         # Factor of a_0 a_0^T + rho_1 I: a_0 never changes, so it is reduced and
-        # factored once, at the first weight update.
+        # factored once, at the first weight update, and again (from the kept
+        # float64 Gram, no new reduction) only when the ridge decays.
         self.input_factor: np.ndarray | None = None
+        self.input_factor_rho: float | None = None
+        self.input_gram: np.ndarray | None = None
         # Woodbury work space: (m, n_{l+1}) for each hidden layer whose next
         # layer is narrower.
         m = X.shape[0]
@@ -1120,19 +1174,34 @@ class _State:
         """Whether the a_l update inverts the small ``n_{l+1}`` system instead."""
         return self.net.layers[l + 1] < self.net.layers[l]
 
-    def _input_gram_factor(self) -> np.ndarray:
-        """Cholesky factor of the reduced input Gram plus ridge. Collective."""
-        n0 = self.net.layers[0]
-        g = np.empty((n0, n0), dtype=self.net.dtype)
-        self.net._sample_sum(lambda i, rows, out: gram(self.a[0][rows], out), g)
-        factor = g.astype(np.float64)
-        return _factor_with_ridge(factor, self.net._layer_rho(1), layer=1)
+    def _input_gram_factor(self, rho: float) -> np.ndarray:
+        """Cholesky factor of the reduced input Gram plus ``rho I``.
 
-    def solve_weights(self, l: int) -> np.ndarray:
-        """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho_l I)^{-1}. Collective.
+        Collective the first time (the Gram is reduced then); local when the
+        Gram is kept for a decaying ridge and only ``rho`` changed.
+        """
+        if self.input_factor is not None and self.input_factor_rho == rho:
+            return self.input_factor
+        self.input_factor = None  # the old factor is freed before the new one is made
+        if self.input_gram is None:
+            n0 = self.net.layers[0]
+            reduced = np.empty((n0, n0), dtype=self.net.dtype)
+            self.net._sample_sum(lambda i, rows, out: gram(self.a[0][rows], out), reduced)
+            g = reduced.astype(np.float64)
+            del reduced
+            if self.net.rho_final != 1.0:
+                self.input_gram = g
+        if self.input_gram is not None:
+            g = self.input_gram.copy()  # factored in place
+        self.input_factor = _factor_with_ridge(g, rho, layer=1)
+        self.input_factor_rho = rho
+        return self.input_factor
+
+    def solve_weights(self, l: int, rho: float) -> np.ndarray:
+        """W_l = (sum z_l a_{l-1}^T)(sum a_{l-1} a_{l-1}^T + rho I)^{-1}. Collective.
 
         Updates (1) and (4): :meth:`ridge_solve` of the state's ``z_l`` on
-        ``a_{l-1}``.
+        ``a_{l-1}``, ``rho`` the ridge of layer ``l`` in force.
         """
         z, a = self.z[l - 1], self.a[l - 1]
 
@@ -1141,10 +1210,10 @@ class _State:
             if g is not None:
                 gram(a[rows], g)
 
-        return self.ridge_solve(l, products)
+        return self.ridge_solve(l, products, rho)
 
-    def refit_weights(self, l: int, refit: Sequence[np.ndarray]) -> np.ndarray:
-        """W_l = (sum z_l^T f_{l-1})(sum f_{l-1}^T f_{l-1} + rho_l I)^{-1}. Collective.
+    def refit_weights(self, l: int, refit: Sequence[np.ndarray], rho: float) -> np.ndarray:
+        """W_l = (sum z_l^T f_{l-1})(sum f_{l-1}^T f_{l-1} + rho I)^{-1}. Collective.
 
         The step of :meth:`ADMMNetwork.refit` for layer ``l``: ``f_{l-1}`` are
         the forward features of the input block through ``refit`` (the refit
@@ -1156,7 +1225,7 @@ class _State:
         cached input factor.
         """
         if l == 1:
-            return self.solve_weights(1)
+            return self.solve_weights(1, rho)
         net = self.net
         X, z = self.X, self.z[l - 1]
 
@@ -1171,12 +1240,15 @@ class _State:
                 cross(zl[chunk], f, c, beta=accumulate)
                 gram(f, g, beta=accumulate)
 
-        return self.ridge_solve(l, products)
+        return self.ridge_solve(l, products, rho)
 
     def ridge_solve(
-        self, l: int, products: Callable[[slice, np.ndarray, np.ndarray | None], object]
+        self,
+        l: int,
+        products: Callable[[slice, np.ndarray, np.ndarray | None], object],
+        rho: float,
     ) -> np.ndarray:
-        """``W_l = C (G + rho_l I)^{-1}`` from sums over all samples. Collective.
+        """``W_l = C (G + rho I)^{-1}`` from sums over all samples. Collective.
 
         ``products(rows, c, g)`` writes the local rows' cross term ``C``
         (``(n_l, n_{l-1})``) into ``c`` and, for ``l > 1``, their Gram ``G``
@@ -1196,12 +1268,10 @@ class _State:
         net._sample_sum(leaf, buf)
         c = buf[: n_out * n_in].reshape(n_out, n_in)
         if l == 1:
-            if self.input_factor is None:
-                self.input_factor = self._input_gram_factor()
-            factor = self.input_factor
+            factor = self._input_gram_factor(rho)
         else:
             factor = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
-            factor = _factor_with_ridge(factor, net._layer_rho(l), layer=l)
+            factor = _factor_with_ridge(factor, rho, layer=l)
         comm = net._communicator()
         if comm.size == 1 or net.deterministic:
             w = c.astype(np.float64)
@@ -1343,6 +1413,8 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
         seed=int(data.get("seed", 0)),
         weights=weights,
         rho_relative=float(data.get("rho_relative", RHO_RELATIVE)),
+        rho_final=float(data.get("rho_final", 1.0)),
+        rho_decay_iterations=int(data.get("rho_decay_iterations", 0)),
         multiplier=bool(data.get("multiplier", True)),
         beta_growth=float(data.get("beta_growth", 1.0)),
         gamma_growth=float(data.get("gamma_growth", 1.0)),

@@ -139,6 +139,17 @@ def growth_factor(text: str) -> float:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """A float in (0, 1] from the command line (the ridge's final fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def layer_widths(text: str) -> tuple[int, ...]:
     """Layer widths ``n_0,n_1,...,n_L`` (at least two positive integers)."""
     try:
@@ -238,6 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=RHO_RELATIVE,
         metavar="R",
         help="the automatic ridge (without --rho), relative to each Gram's mean diagonal",
+    )
+    n.add_argument(
+        "--rho-final",
+        type=unit_fraction,
+        default=1.0,
+        metavar="F",
+        help="continuation of the ridge: it falls geometrically to F times its starting "
+        "value (--rho or --rho-relative) by iteration --rho-decay-iterations, then stays; "
+        "1: a constant ridge",
+    )
+    n.add_argument(
+        "--rho-decay-iterations",
+        type=non_negative_int,
+        default=0,
+        metavar="T",
+        help="the iteration (from 0) at which the ridge reaches --rho-final: the ridge of "
+        "iteration t is rho F^(min(t, T)/T)",
     )
     n.add_argument(
         "--beta-growth",
@@ -407,6 +435,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in settings.items():
         if key not in explicit:
             setattr(args, key, value)
+    if args.rho_final < 1.0 and args.rho_decay_iterations == 0:
+        parser.error(
+            f"--rho-final {args.rho_final:g} needs --rho-decay-iterations of at least 1 "
+            "(the iteration by which the ridge has fallen to it)"
+        )
     return args
 
 
@@ -613,6 +646,8 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             seed=args.seed,
             deterministic=args.deterministic,
             rho_relative=args.rho_relative,
+            rho_final=args.rho_final,
+            rho_decay_iterations=args.rho_decay_iterations,
             multiplier=args.multiplier,
             beta_growth=args.beta_growth,
             gamma_growth=args.gamma_growth,
@@ -641,6 +676,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         n_test_max,
         center=args.center,
         refit=args.refit,
+        ridge_decay=net.rho_final != 1.0,
     )
     predicted = sum(breakdown.values())
     baseline_max = comm.max_value(float(baseline))
@@ -671,6 +707,11 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "n_features": dataset.n_features,
         "n_classes": dataset.n_classes,
     }
+    if net.rho_final != 1.0:
+        # Only when the ridge decays: a checkpoint of a constant-ridge run
+        # written before these options existed still resumes.
+        config["rho_final"] = net.rho_final
+        config["rho_decay_iterations"] = net.rho_decay_iterations
     rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {
@@ -705,7 +746,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         f"rho {_fmt_floats(args.rho)}, warmup {net.warmup}, seed {net.seed}"
     )
     say(
-        f"  preset {args.preset}: rho-relative {net.rho_relative:g}, "
+        f"  preset {args.preset}: rho-relative {net.rho_relative:g}"
+        + (
+            f" falling to x{net.rho_final:g} by iteration {net.rho_decay_iterations}"
+            if net.rho_final != 1.0
+            else ""
+        )
+        + ", "
         f"multiplier {'on' if net.multiplier else 'off'}, "
         f"centred inputs {'yes' if net.center else 'no'}, continuation "
         + (

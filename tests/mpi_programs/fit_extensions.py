@@ -4,12 +4,13 @@ Usage: python fit_extensions.py OUTDIR M ITERATIONS DETERMINISTIC
 
 Every rank builds the same seeded data set of M samples (inputs in [0, 1],
 not centred, so that ``center`` matters) and trains 8-10-6-3 with
-``center``, a relative ridge, continuation of beta and gamma with caps that
+``center``, a relative ridge that decays, continuation of beta and gamma with caps that
 are reached, and no output multiplier. The split is
 ``admm.data.block_range`` with blocks of ``BLOCK`` samples (uneven across
 ranks). Rank 0 writes ``OUTDIR/result.npz``: ``X``, ``y``, ``counts``, the
 initial weights ``init_<l>``, each rank's final weights
-``final_<l>_rank<r>``, the mean ``input_mean``, the ridge ``rho``, the
+``final_<l>_rank<r>``, the mean ``input_mean``, the ridge ``rho`` (and
+``rho_last``, the one of the last iteration), the
 histories ``objective`` and ``residual``, and ``scores``: the rank's
 ``decision_function`` of the whole data set. Then every rank refits
 (:meth:`ADMMNetwork.refit`): ``z_<l>`` are the state's ``z_l`` of all ranks
@@ -40,6 +41,8 @@ OPTIONS = dict(
     beta_max=[1.0, 2.0, 3.0],
     gamma_max=[5.0, 3.0],
     center=True,
+    rho_final=0.3,
+    rho_decay_iterations=6,
 )
 
 
@@ -75,6 +78,7 @@ def main() -> None:
             "counts": np.array(counts),
             "input_mean": net.input_mean_,
             "rho": np.array(net.rho_),
+            "rho_last": np.array(net.ridges(net.n_iter_ - 1)),
             "objective": np.array([h["objective"] for h in net.history]),
             "residual": np.array([h["residual"] for h in net.history]),
             "scores": scores,
