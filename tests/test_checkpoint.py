@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import admm
 import numpy as np
 import pytest
 from admm import checkpoint as ck
@@ -71,6 +72,12 @@ def test_resume_continues_the_same_trajectory_bit_for_bit(
         "--metrics", str(tmp_path / "rest.jsonl"),
     )  # fmt: skip
     assert "resumed from" in proc.stdout and "at iteration 5" in proc.stdout
+    if preset == "best":  # its ridge decays: the summary gives the first and the last
+        done = read_metrics(tmp_path / "rest.jsonl")[-1]
+        decay = admm.PRESETS["best"]
+        factor = decay["rho_final"] ** (9 / decay["rho_decay_iterations"])
+        np.testing.assert_allclose(done["rho_last"], np.array(done["rho"]) * factor, rtol=1e-12)
+        assert "at the last iteration" in proc.stdout
 
     with np.load(tmp_path / "full.npz") as a, np.load(tmp_path / "rest.npz") as b:
         for key in ("W1", "W2"):

@@ -938,6 +938,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "peak_rss_mb": peak / MB,
         "predicted_mb": (predicted + baseline_max) / MB,
         "rho": list(net.rho_ or ()),
+        "rho_last": list(net.ridges(net.n_iter_ - 1)) if net.rho_ is not None else [],
         "model": args.save,
         "checkpoint": args.checkpoint,
     }
@@ -969,7 +970,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         else "the iteration limit"
     )
     say(f"time to {kind}: {elapsed:.2f} s{per_iter}{run_note}")
-    say(f"rho used: {_fmt_floats(net.rho_)}")
+    if net.rho_final != 1.0 and net.n_iter_ > 0:
+        last = net.ridges(net.n_iter_ - 1)
+        say(
+            f"rho used: {_fmt_floats(net.rho_)} at first, {_fmt_floats(last)} at the last iteration"
+        )
+    else:
+        say(f"rho used: {_fmt_floats(net.rho_)}")
     say(
         f"peak memory per rank: {peak / MB:.1f} MB (max over ranks; "
         f"predicted {(predicted + baseline_max) / MB:.1f} MB)"
