@@ -97,7 +97,9 @@ class ReferenceADMM:
     ``rho_relative`` (with ``rho=()``) sets ``rho_l`` to that multiple of the
     mean diagonal of ``a_{l-1} a_{l-1}^T`` after the initial forward pass;
     ``rho_final`` with ``rho_decay_iterations = T`` makes the ridge of
-    iteration ``t`` ``rho_l * rho_final**(min(t, T) / T)``.
+    iteration ``t`` ``rho_l * rho_final**(min(t, T) / T)``; ``inertia`` ``c``
+    replaces every solved ``W_l`` by ``W_l + c (W_l - W_l^prev)`` from
+    iteration 1 on.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class ReferenceADMM:
         rho_relative: float | None = None,
         rho_final: float = 1.0,
         rho_decay_iterations: int = 0,
+        inertia: float = 0.0,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -144,6 +147,7 @@ class ReferenceADMM:
         self.multiplier = bool(multiplier)
         self.rho_final = float(rho_final)
         self.rho_decay_iterations = int(rho_decay_iterations)
+        self.inertia = float(inertia)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -197,7 +201,10 @@ class ReferenceADMM:
         a = self.a[l - 1]
         G = a @ a.T + self.ridge[l - 1] * np.eye(a.shape[0])
         # G is symmetric: W^T = G^{-1} (a z^T).
-        self.weights[l - 1] = np.linalg.solve(G, a @ self.z[l - 1].T).T
+        w = np.linalg.solve(G, a @ self.z[l - 1].T).T
+        if self.t > 0:  # inertia: extrapolate from the previous iteration's W_l
+            w = w + self.inertia * (w - self.weights[l - 1])
+        self.weights[l - 1] = w
 
     def _activation_update(self, l: int) -> None:
         """(2) with W_{l+1}, z_{l+1} of the previous iteration, beta_{l+1}, gamma_l."""

@@ -2,7 +2,7 @@
 
 ``center``, ``rho_relative``, continuation (``beta_growth``, ``gamma_growth``,
 ``beta_max``, ``gamma_max``), the decaying ridge (``rho_final``,
-``rho_decay_iterations``) and ``multiplier=False``, one process and under
+``rho_decay_iterations``), ``inertia`` and ``multiplier=False``, one process and under
 ``mpiexec`` on 1, 2 and 3 ranks (with the forward refit of those runs); their
 save/load and resume; ``--preset``; and an accuracy guard on the embedded
 MNIST sample.
@@ -33,6 +33,7 @@ OPTIONS = dict(
     center=True,
     rho_final=0.3,
     rho_decay_iterations=5,
+    inertia=0.3,
 )
 LAYERS = (6, 8, 5, 3)
 
@@ -141,6 +142,9 @@ def test_decaying_ridge_reduces_the_input_gram_once(rng, monkeypatch):
         ({"rho_decay_iterations": -1}, "rho_decay_iterations must be a non-negative"),
         ({"rho_decay_iterations": 2.0}, "rho_decay_iterations must be a non-negative"),
         ({"rho_final": 0.5}, "needs rho_decay_iterations >= 1"),
+        ({"inertia": 1.0}, r"inertia must be a number in \[0, 1\)"),
+        ({"inertia": -0.1}, r"inertia must be a number in \[0, 1\)"),
+        ({"inertia": True}, r"inertia must be a number in \[0, 1\)"),
     ],
 )
 def test_bad_options_are_refused(kwargs, match):
@@ -167,6 +171,7 @@ def test_save_load_round_trip(rng, tmp_path):
     assert back.beta_max == (1.0, 2.0, 3.0) and back.gamma_max == (5.0, 3.0)
     assert back.rho_relative == 1e-2
     assert (back.rho_final, back.rho_decay_iterations) == (0.3, 5)
+    assert back.inertia == 0.3
     assert back.ridges(3) == net.ridges(3)
 
 
@@ -329,12 +334,14 @@ def test_explicit_flags_override_the_preset_in_any_order(argv):
     assert args.rho_relative == best["rho_relative"]
 
 
-def test_ridge_decay_flags():
+def test_ridge_decay_and_inertia_flags():
     args = parse_args(["--preset", "best"])
     assert (args.rho_final, args.rho_decay_iterations) == (0.2, 70)
     args = parse_args(["--rho-final", "0.5", "--rho-decay-iterations", "3"])
     assert (args.rho_final, args.rho_decay_iterations) == (0.5, 3)
     assert parse_args([]).rho_final == 1.0  # talk: a constant ridge
+    assert parse_args(["--inertia", "0.25"]).inertia == 0.25
+    assert parse_args([]).inertia == 0.0
 
 
 @pytest.mark.parametrize(
@@ -345,9 +352,10 @@ def test_ridge_decay_flags():
         (["--rho-final", "0"], r"must be a number in \(0, 1\]"),
         (["--rho-final", "2"], r"must be a number in \(0, 1\]"),
         (["--rho-decay-iterations", "-1"], "must be a non-negative integer"),
+        (["--inertia", "1"], r"must be a number in \[0, 1\)"),
     ],
 )
-def test_bad_ridge_decay_flags_are_refused(argv, match):
+def test_bad_ridge_decay_and_inertia_flags_are_refused(argv, match):
     from admm.train import UsageError
 
     with pytest.raises(UsageError, match=match):

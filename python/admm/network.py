@@ -179,6 +179,13 @@ class ADMMNetwork:
         ``(0, 1]``, and below 1 only with ``rho_decay_iterations >= 1``.
         While the ridge changes, the reduced input Gram (``8 n_0^2`` bytes)
         is kept to be factored again with each new ridge.
+    inertia : float
+        Extrapolation of the weight updates, as in inertial (heavy-ball)
+        alternating minimisation: from iteration 1 on, each solved ``W_l``
+        becomes ``W_l + inertia (W_l - W_l^prev)``, ``W_l^prev`` the weights
+        of the previous iteration. Not a block minimisation; it speeds the
+        early iterations (``docs/accuracy-study.md``). Default 0 (off,
+        ``ADMM.md``); must be in ``[0, 1)``.
     multiplier : bool
         Whether the output multiplier ``lam`` is updated at all (equation
         (6)). Off, every iteration is a block-coordinate sweep of the penalty
@@ -239,6 +246,7 @@ class ADMMNetwork:
         center: bool = False,
         rho_final: float = 1.0,
         rho_decay_iterations: int = 0,
+        inertia: float = 0.0,
     ) -> None:
         layers = tuple(layers)
         if len(layers) < 2 or any(
@@ -291,6 +299,13 @@ class ADMMNetwork:
             )
         self.rho_final = float(rho_final)
         self.rho_decay_iterations = int(rho_decay_iterations)
+        if not (
+            isinstance(inertia, int | float | np.number)
+            and not isinstance(inertia, bool)
+            and 0.0 <= float(inertia) < 1.0
+        ):
+            raise ValueError(f"inertia must be a number in [0, 1), got {inertia!r}")
+        self.inertia = float(inertia)
         for name, flag in (("multiplier", multiplier), ("center", center)):
             if not isinstance(flag, bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
@@ -607,6 +622,7 @@ class ADMMNetwork:
             "rho_relative": np.array(self.rho_relative),
             "rho_final": np.array(self.rho_final),
             "rho_decay_iterations": np.array(self.rho_decay_iterations),
+            "inertia": np.array(self.inertia),
             "multiplier": np.array(self.multiplier),
             "beta_growth": np.array(self.beta_growth),
             "gamma_growth": np.array(self.gamma_growth),
@@ -840,6 +856,7 @@ class ADMMNetwork:
             self.rho_relative,
             self.rho_final,
             self.rho_decay_iterations,
+            self.inertia,
             self.multiplier,
             self.beta_growth,
             self.gamma_growth,
@@ -1020,7 +1037,10 @@ class ADMMNetwork:
         rho = self.ridges(t)
         for l in range(1, L + 1):
             a_prev = s.a[l - 1]
-            self._weights[l - 1] = s.solve_weights(l, rho[l - 1])  # (1), (4)
+            w = s.solve_weights(l, rho[l - 1])  # (1), (4)
+            if self.inertia and t > 0:
+                w += self.inertia * (w - self._weights[l - 1])
+            self._weights[l - 1] = w
             zl = s.z[l - 1]
             if l < L:
                 s.update_activation(l, beta[l], gamma[l - 1])  # (2)
@@ -1415,6 +1435,7 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
         rho_relative=float(data.get("rho_relative", RHO_RELATIVE)),
         rho_final=float(data.get("rho_final", 1.0)),
         rho_decay_iterations=int(data.get("rho_decay_iterations", 0)),
+        inertia=float(data.get("inertia", 0.0)),
         multiplier=bool(data.get("multiplier", True)),
         beta_growth=float(data.get("beta_growth", 1.0)),
         gamma_growth=float(data.get("gamma_growth", 1.0)),

@@ -150,6 +150,17 @@ def unit_fraction(text: str) -> float:
     return value
 
 
+def inertia_factor(text: str) -> float:
+    """A float in [0, 1) from the command line (the weights' extrapolation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
 def layer_widths(text: str) -> tuple[int, ...]:
     """Layer widths ``n_0,n_1,...,n_L`` (at least two positive integers)."""
     try:
@@ -199,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="talk",
         help="a named configuration (admm/presets.py): talk = the published one (the "
         "defaults shown here), best = the best of docs/accuracy-study.md (centred inputs, "
-        "ridge 3e-3, penalties 1 -> x1.03 per iteration -> 30, no output multiplier, 100 "
+        "ridge 1e-2 -> 2e-3 by iteration 70, penalties 1 -> x1.03 per iteration -> 30, no "
+        "output multiplier, 100 "
         "iterations, --refit). Flags given explicitly override the preset, in any order",
     )
     n.add_argument(
@@ -266,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="the iteration (from 0) at which the ridge reaches --rho-final: the ridge of "
         "iteration t is rho F^(min(t, T)/T)",
+    )
+    n.add_argument(
+        "--inertia",
+        type=inertia_factor,
+        default=0.0,
+        metavar="C",
+        help="extrapolate every weight update from iteration 1 on: W_l <- W_l + C (W_l - "
+        "W_l of the previous iteration), C in [0, 1); 0: off (ADMM.md)",
     )
     n.add_argument(
         "--beta-growth",
@@ -648,6 +668,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             rho_relative=args.rho_relative,
             rho_final=args.rho_final,
             rho_decay_iterations=args.rho_decay_iterations,
+            inertia=args.inertia,
             multiplier=args.multiplier,
             beta_growth=args.beta_growth,
             gamma_growth=args.gamma_growth,
@@ -708,10 +729,12 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "n_classes": dataset.n_classes,
     }
     if net.rho_final != 1.0:
-        # Only when the ridge decays: a checkpoint of a constant-ridge run
-        # written before these options existed still resumes.
+        # Only when they are in use: a checkpoint of a run without them,
+        # written before these options existed, still resumes.
         config["rho_final"] = net.rho_final
         config["rho_decay_iterations"] = net.rho_decay_iterations
+    if net.inertia:
+        config["inertia"] = net.inertia
     rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {
@@ -761,6 +784,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             if net.beta_growth != 1.0 or net.gamma_growth != 1.0
             else "none"
         )
+        + (f", inertia {net.inertia:g}" if net.inertia else "")
         + f", refit {'yes' if args.refit else 'no'}"
     )
     if args.resume is not None:
