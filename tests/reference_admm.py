@@ -99,7 +99,9 @@ class ReferenceADMM:
     ``rho_final`` with ``rho_decay_iterations = T`` makes the ridge of
     iteration ``t`` ``rho_l * rho_final**(min(t, T) / T)``; ``inertia`` ``c``
     replaces every solved ``W_l`` by ``W_l + c (W_l - W_l^prev)`` from
-    iteration 1 on.
+    iteration 1 on; ``backward_sweep`` repeats (2) and (3) for
+    ``l = L-1 .. 1`` after the multiplier update, and :meth:`objective` is
+    then that of the state before the sweep.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class ReferenceADMM:
         rho_final: float = 1.0,
         rho_decay_iterations: int = 0,
         inertia: float = 0.0,
+        backward_sweep: bool = False,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -148,6 +151,7 @@ class ReferenceADMM:
         self.rho_final = float(rho_final)
         self.rho_decay_iterations = int(rho_decay_iterations)
         self.inertia = float(inertia)
+        self.backward_sweep = bool(backward_sweep)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -175,6 +179,9 @@ class ReferenceADMM:
             self.rho = [float(rho_relative) * np.sum(a**2) / a.shape[0] for a in self.a]
         self.t = 0
         self._set_penalties()
+        # Before the first iteration, the objective is taken with its penalties.
+        self.last_beta, self.last_gamma, self.last_ridge = self.beta, self.gamma, self.ridge
+        self.swept_objective: float | None = None
 
     def ridges(self, t: int) -> list[float]:
         """The ridge of each layer at iteration ``t``."""
@@ -253,15 +260,28 @@ class ReferenceADMM:
             notify("lam")
         # The objective of this iteration is taken with its own penalties.
         self.last_beta, self.last_gamma, self.last_ridge = self.beta, self.gamma, self.ridge
+        self.swept_objective = None
+        if self.backward_sweep:
+            self.swept_objective = self.objective_now()
+            for l in range(self.L - 1, 0, -1):
+                self._activation_update(l)
+                notify(f"a{l}")
+                self._hidden_z_update(l)
+                notify(f"z{l}")
         self.t += 1
         self._set_penalties()
 
     def objective(self) -> float:
         """The objective of ADMM.md "Problem" plus sum_l beta_l rho_l ||W_l||_F^2,
-        with the penalties of the last iteration done."""
-        if self.t > 0:
-            return self._objective(self.last_beta, self.last_gamma, self.last_ridge)
-        return self._objective(self.beta, self.gamma, self.ridge)
+        with the penalties of the last iteration done (before its backward
+        sweep, with ``backward_sweep``)."""
+        if self.swept_objective is not None:
+            return self.swept_objective
+        return self.objective_now()
+
+    def objective_now(self) -> float:
+        """The objective of the current state, with the last iteration's penalties."""
+        return self._objective(self.last_beta, self.last_gamma, self.last_ridge)
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Forward pass of ``(m, n_0)`` inputs (centred as in training): ``(m, n_L)``."""

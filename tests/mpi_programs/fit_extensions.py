@@ -4,7 +4,7 @@ Usage: python fit_extensions.py OUTDIR M ITERATIONS DETERMINISTIC
 
 Every rank builds the same seeded data set of M samples (inputs in [0, 1],
 not centred, so that ``center`` matters) and trains 8-10-6-3 with
-``center``, a relative ridge that decays, inertia, continuation of beta and gamma with caps that
+``center``, a relative ridge that decays, inertia, the backward sweep, continuation of beta and gamma with caps that
 are reached, and no output multiplier. The split is
 ``admm.data.block_range`` with blocks of ``BLOCK`` samples (uneven across
 ranks). Rank 0 writes ``OUTDIR/result.npz``: ``X``, ``y``, ``counts``, the
@@ -44,6 +44,7 @@ OPTIONS = dict(
     rho_final=0.3,
     rho_decay_iterations=6,
     inertia=0.3,
+    backward_sweep=True,
 )
 
 
