@@ -436,8 +436,9 @@ def sample():
 
 def test_best_preset_keeps_its_accuracy(sample):
     # 2,000 of the embedded MNIST training images, 15 iterations, float32:
-    # measured 0.875 (best, its ridge decaying from 1e-2, 7.1e-3 at
-    # iteration 15; 0.848 with a fixed 3e-3) and 0.778 (talk) on the 1,000
+    # measured 0.882 (best: its ridge decaying from 1e-2, 7.1e-3 at
+    # iteration 15, inertia and the backward sweep; 0.875 without the last
+    # two, 0.848 with a fixed ridge of 3e-3) and 0.778 (talk) on the 1,000
     # test images of the sample. A change that costs the best preset 3
     # points, or most of its lead, fails here.
     X, y = sample.X_train[:2000], sample.y_train[:2000]
@@ -451,7 +452,7 @@ def test_best_preset_keeps_its_accuracy(sample):
             net.refit()
             scores[f"{name} refit train"] = net.score(X, y)
             scores[f"{name} refit"] = net.score(sample.X_test, sample.y_test)
-    assert scores["best"] >= 0.845, scores
+    assert scores["best"] >= 0.85, scores
     assert scores["best"] - scores["talk"] >= 0.05, scores
     # The refit fits the forward pass to the ADMM state, so the forward pass
     # fits the training images better (measured, seeds 0-2 and 25

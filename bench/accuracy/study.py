@@ -185,6 +185,23 @@ CONFIGS.update(
         "r4_rho_decay_1e-3": dataclasses.replace(
             R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1
         ),
+        # Round 5 on the decaying ridge: acceleration (inertia) and a backward
+        # sweep of the hidden a/z updates after the output update.
+        "r5_decay_inert3": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, inertia=0.3
+        ),
+        "r5_decay_backward": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True
+        ),
+        "r5_decay_reverse": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, reverse_sweep=True
+        ),
+        "r5_decay_inert5": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, inertia=0.5
+        ),
+        "r5_decay_backward_inert3": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True, inertia=0.3
+        ),
     }
 )
 

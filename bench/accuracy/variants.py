@@ -80,6 +80,15 @@ class Config:
     # rho_floor) (rho_decay <= 1): a strong ridge early, a weaker one later.
     rho_decay: float = 1.0
     rho_floor: float = 1.0
+    # After the forward sweep, update a_l and z_l again for l = L-1 .. 1 (same
+    # penalties): the output prox step reaches every hidden layer in the same
+    # iteration instead of one layer per iteration. Exact block minimisations.
+    backward_sweep: bool = False
+    # One sweep in another order: the weights W_1 .. W_L (each on the a_{l-1}
+    # of the previous iteration), then z_L, then a_l and z_l for l = L-1 .. 1.
+    # The same blocks and cost as ADMM.md's order; the output's prox step
+    # reaches every hidden layer within the iteration.
+    reverse_sweep: bool = False
 
 
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -248,6 +257,21 @@ class Variant:
                 sla.cho_solve(sla.cho_factor(big, lower=True), rhs.T, check_finite=False).T
             )
 
+    def _hidden_z_update(self, l: int, multipliers: bool) -> None:
+        """(3): the entry-wise closed form with m = W_l [a_{l-1}; 1] (minus
+        mu_l / (2 beta_l), and then the update of mu_l, with ``multipliers``)."""
+        m = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
+        if multipliers:
+            zl = np.ascontiguousarray(m - self.mu[l - 1] / (2.0 * self.beta[l - 1]))
+        else:
+            zl = m.copy()
+        hidden_z_update(
+            zl, self.a[l], float(self.gamma[l - 1]), float(self.beta[l - 1]), self.cfg.activation
+        )
+        self.z[l - 1] = zl
+        if multipliers and self.t >= self.cfg.hidden_multipliers_start:
+            self.mu[l - 1] += self.beta[l - 1] * (zl - m)
+
     def _output_update(self) -> float:
         """(5) and (6): the exact output prox, then lam += beta_L (z_L - W_L a_{L-1})."""
         b = float(self.beta[-1])
@@ -333,26 +357,24 @@ class Variant:
         started = time.perf_counter()
         if self.cfg.restart_every and self.t > 0 and self.t % self.cfg.restart_every == 0:
             self.restart()
-        for l in range(1, self.L):
-            self._weight_update(l)
-            self._activation_update(l)
-            m = np.ascontiguousarray(self._affine(l, self.a[l - 1]))
-            if self.cfg.hidden_multipliers:
-                zl = np.ascontiguousarray(m - self.mu[l - 1] / (2.0 * self.beta[l - 1]))
-            else:
-                zl = m.copy()
-            hidden_z_update(
-                zl,
-                self.a[l],
-                float(self.gamma[l - 1]),
-                float(self.beta[l - 1]),
-                self.cfg.activation,
-            )
-            self.z[l - 1] = zl
-            if self.cfg.hidden_multipliers and self.t >= self.cfg.hidden_multipliers_start:
-                self.mu[l - 1] += self.beta[l - 1] * (zl - m)
-        self._weight_update(self.L)
-        residual = self._output_update()
+        if self.cfg.reverse_sweep:
+            for l in range(1, self.L + 1):
+                self._weight_update(l)
+            residual = self._output_update()
+            for l in range(self.L - 1, 0, -1):
+                self._activation_update(l)
+                self._hidden_z_update(l, multipliers=self.cfg.hidden_multipliers)
+        else:
+            for l in range(1, self.L):
+                self._weight_update(l)
+                self._activation_update(l)
+                self._hidden_z_update(l, multipliers=self.cfg.hidden_multipliers)
+            self._weight_update(self.L)
+            residual = self._output_update()
+        if self.cfg.backward_sweep:
+            for l in range(self.L - 1, 0, -1):
+                self._activation_update(l)
+                self._hidden_z_update(l, multipliers=False)
         self.t += 1
         # Continuation: tighten the penalties for the next iteration.
         self.beta = np.minimum(self.beta * self.cfg.beta_growth, self.beta_max)
