@@ -205,6 +205,18 @@ CONFIGS.update(
         "r5_decay_backward_inert5": dataclasses.replace(
             R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True, inertia=0.5
         ),
+        # After round 5, for the next step: two backward passes, bias units.
+        "r5_decay_backward2_inert3": dataclasses.replace(
+            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=2, inertia=0.3
+        ),
+        "r5_decay_backward_inert3_bias": dataclasses.replace(
+            R4_BEST,
+            rho_decay=0.2 ** (1 / 70),
+            rho_floor=0.2,
+            backward_sweep=True,
+            inertia=0.3,
+            bias=True,
+        ),
         "r5_decay1e-3_backward_inert3": dataclasses.replace(
             R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1, backward_sweep=True, inertia=0.3
         ),

@@ -83,7 +83,9 @@ class Config:
     # After the forward sweep, update a_l and z_l again for l = L-1 .. 1 (same
     # penalties): the output prox step reaches every hidden layer in the same
     # iteration instead of one layer per iteration. Exact block minimisations.
-    backward_sweep: bool = False
+    # An integer k > 1 makes k such passes (block coordinate descent of the
+    # hidden a and z with the weights fixed).
+    backward_sweep: bool | int = False
     # One sweep in another order: the weights W_1 .. W_L (each on the a_{l-1}
     # of the previous iteration), then z_L, then a_l and z_l for l = L-1 .. 1.
     # The same blocks and cost as ADMM.md's order; the output's prox step
@@ -371,7 +373,7 @@ class Variant:
                 self._hidden_z_update(l, multipliers=self.cfg.hidden_multipliers)
             self._weight_update(self.L)
             residual = self._output_update()
-        if self.cfg.backward_sweep:
+        for _ in range(int(self.cfg.backward_sweep)):
             for l in range(self.L - 1, 0, -1):
                 self._activation_update(l)
                 self._hidden_z_update(l, multipliers=False)
