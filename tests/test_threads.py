@@ -350,7 +350,7 @@ def test_default_thread_count(threads, monkeypatch):
     for name in (_threads.ENV_VAR, *_cores.BLAS_ENV, *_cores.LOCAL_RANKS_ENV):
         monkeypatch.delenv(name, raising=False)
     threads(None)
-    monkeypatch.setattr(_threads, "_usable_cores", lambda: 8)
+    monkeypatch.setattr(_cores, "usable_cores", lambda: 8)
     monkeypatch.setattr(_threads, "_blas_threads", lambda: 4)
     assert _threads.default_num_threads() == 4  # the BLAS's count
     assert admm.get_num_threads() == 4
@@ -370,7 +370,7 @@ def test_default_thread_count(threads, monkeypatch):
     monkeypatch.delenv("MPI_LOCALNRANKS")
     monkeypatch.setattr(_threads, "_blas_threads", lambda: None)
     assert _threads.default_num_threads() == 8  # the BLAS would use every core
-    monkeypatch.setattr(_threads, "_usable_cores", lambda: None)
+    monkeypatch.setattr(_cores, "usable_cores", lambda: None)
     assert _threads.default_num_threads() == 1  # nothing known
 
 

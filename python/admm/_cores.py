@@ -43,6 +43,13 @@ def local_ranks(environ: MutableMapping[str, str] | None = None) -> int:
     return 1
 
 
+def core_share(environ: MutableMapping[str, str] | None = None) -> int | None:
+    """This rank's share of the usable cores, ``max(1, cores // ranks on the
+    node)``, or None when the cores are unknown."""
+    cores = usable_cores()
+    return max(1, cores // local_ranks(environ)) if cores else None
+
+
 def share_blas_cores(environ: MutableMapping[str, str] | None = None) -> int | None:
     """Give the BLAS this rank's share of the cores, unless the user chose.
 
@@ -57,10 +64,9 @@ def share_blas_cores(environ: MutableMapping[str, str] | None = None) -> int | N
     change the threads of the code that imports it.
     """
     env = os.environ if environ is None else environ
-    ranks = local_ranks(env)
-    cores = usable_cores()
-    if ranks < 2 or not cores or any(env.get(name, "").strip() for name in BLAS_ENV):
+    if local_ranks(env) < 2 or any(env.get(name, "").strip() for name in BLAS_ENV):
         return None
-    threads = max(1, cores // ranks)
-    env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    threads = core_share(env)
+    if threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return threads

@@ -34,9 +34,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ._cores import BLAS_ENV as _BLAS_ENV
-from ._cores import local_ranks as _local_ranks
+from ._cores import core_share as _core_share
 from ._cores import positive_int as _positive_int
-from ._cores import usable_cores as _usable_cores
 
 #: Environment variable that sets the thread count explicitly.
 ENV_VAR = "ADMM_NUM_THREADS"
@@ -103,8 +102,7 @@ def default_num_threads() -> int:
         if not explicit.isdigit() or int(explicit) < 1:
             raise ValueError(f"{ENV_VAR} must be a positive integer, got {explicit!r}")
         return int(explicit)
-    cores = _usable_cores()
-    share = max(1, cores // _local_ranks()) if cores else None
+    share = _core_share()
     blas = _blas_threads()
     if blas is None:
         return share or 1
