@@ -511,8 +511,8 @@ class ADMMNetwork:
         state's, ``f_0`` ``(m, n_0)`` the training block the state holds
         (centred with ``center``), the products ``(n_l, n_{l-1})`` and
         ``(n_{l-1}, n_{l-1})``. That is updates (1)/(4) of ADMM.md with the
-        forward features in place of ``a_{l-1}``: the ridge of the last
-        iteration (:meth:`ridges`, ``rho_`` without a decay),
+        forward features in place of ``a_{l-1}``, with the ridge of the last
+        iteration (:meth:`ridges`; ``rho_`` without a decay) and the same
         sums, float64 Cholesky solve and, without ``deterministic``, the same
         split of ``W_l``'s rows over the ranks. With ``deterministic`` the
         result does not depend on the number of ranks, bit for bit. The

@@ -111,15 +111,20 @@ def _int_at_least(text: str, low: int, what: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """A finite float > 0 from the command line."""
+def _float_where(text: str, accept: Callable[[float], bool], what: str) -> float:
+    """A finite float from the command line for which ``accept`` holds."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 from the command line."""
+    return _float_where(text, lambda v: v > 0, "a positive number")
 
 
 def positive_floats(text: str) -> float | list[float]:
@@ -130,35 +135,17 @@ def positive_floats(text: str) -> float | list[float]:
 
 def growth_factor(text: str) -> float:
     """A finite float >= 1 from the command line (continuation factor)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 1):
-        raise argparse.ArgumentTypeError(f"must be a number >= 1, got {text!r}")
-    return value
+    return _float_where(text, lambda v: v >= 1, "a number >= 1")
 
 
 def unit_fraction(text: str) -> float:
     """A float in (0, 1] from the command line (the ridge's final fraction)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 1):
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
-    return value
+    return _float_where(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def inertia_factor(text: str) -> float:
     """A float in [0, 1) from the command line (the weights' extrapolation)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+    return _float_where(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def layer_widths(text: str) -> tuple[int, ...]:
@@ -958,6 +945,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     peak = comm.max_value(float(peak_rss_bytes()))
     elapsed = history[-1]["time_s"] if history else 0.0
     done_iters = net.n_iter_ - start_iter
+    last_ridge = net.ridges(net.n_iter_ - 1) if net.rho_ is not None else ()
     done = {
         "event": "done",
         "iterations": net.n_iter_,
@@ -974,7 +962,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "peak_rss_mb": peak / MB,
         "predicted_mb": (predicted + baseline_max) / MB,
         "rho": list(net.rho_ or ()),
-        "rho_last": list(net.ridges(net.n_iter_ - 1)) if net.rho_ is not None else [],
+        "rho_last": list(last_ridge),
         "model": args.save,
         "checkpoint": args.checkpoint,
     }
@@ -1007,9 +995,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     )
     say(f"time to {kind}: {elapsed:.2f} s{per_iter}{run_note}")
     if net.rho_final != 1.0 and net.n_iter_ > 0:
-        last = net.ridges(net.n_iter_ - 1)
         say(
-            f"rho used: {_fmt_floats(net.rho_)} at first, {_fmt_floats(last)} at the last iteration"
+            f"rho used: {_fmt_floats(net.rho_)} at first, {_fmt_floats(last_ridge)} "
+            "at the last iteration"
         )
     else:
         say(f"rho used: {_fmt_floats(net.rho_)}")
