@@ -9,6 +9,7 @@ tie). It is slow and meant for small problems only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -343,3 +344,48 @@ def forward_refit(
         if l < len(z) - 1:
             f = h(w @ f)
     return weights
+
+
+def deskew_images(X: np.ndarray) -> np.ndarray:
+    """Deskewing written from its definition, pixel by pixel, in float64.
+
+    ``X`` is ``(m, s*s)``, square images row by row. Per image, with the
+    intensities as weights: centre of mass ``(r0, c0)``, ``v_rr`` the
+    variance of the row, ``v_rc`` the row-column covariance (both by direct
+    sums of squared deviations), slant ``v_rc / v_rr`` (0 when the image has
+    no ink or ``v_rr`` is 0). Output pixel ``(r, c)`` is the bilinear
+    interpolation of the input at ``(r0 + r - k, c0 + c - k + slant (r - k))``,
+    ``k = (s - 1) / 2``, with zero outside the image.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    s = math.isqrt(X.shape[1])
+    k = (s - 1) / 2
+    out = np.zeros_like(X)
+    for i, flat in enumerate(X):
+        img = flat.reshape(s, s)
+        mass = img.sum()
+        r0 = c0 = k
+        slant = 0.0
+        if mass > 0:
+            r0 = sum(r * img[r, c] for r in range(s) for c in range(s)) / mass
+            c0 = sum(c * img[r, c] for r in range(s) for c in range(s)) / mass
+            v_rr = sum((r - r0) ** 2 * img[r, c] for r in range(s) for c in range(s)) / mass
+            v_rc = sum((r - r0) * (c - c0) * img[r, c] for r in range(s) for c in range(s))
+            v_rc /= mass
+            slant = v_rc / v_rr if v_rr > 1e-9 * s * s else 0.0
+
+        def pixel(r: int, c: int, img: np.ndarray = img) -> float:
+            return img[r, c] if 0 <= r < s and 0 <= c < s else 0.0
+
+        for r in range(s):
+            for c in range(s):
+                y, x = r0 + r - k, c0 + c - k + slant * (r - k)
+                y0, x0 = int(np.floor(y)), int(np.floor(x))
+                dy, dx = y - y0, x - x0
+                out[i, r * s + c] = (
+                    (1 - dy) * (1 - dx) * pixel(y0, x0)
+                    + (1 - dy) * dx * pixel(y0, x0 + 1)
+                    + dy * (1 - dx) * pixel(y0 + 1, x0)
+                    + dy * dx * pixel(y0 + 1, x0 + 1)
+                )
+    return out

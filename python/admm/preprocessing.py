@@ -1,0 +1,125 @@
+"""Input transforms applied per sample, the same in training and prediction.
+
+Local: every sample is transformed on its own, so the result does not
+depend on how the samples are split over the ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+#: Rows converted to float64 at a time for the moments of :func:`deskew`.
+MOMENT_BLOCK = 4096
+
+
+def image_side(n_features: int) -> int:
+    """The side of the square image of ``n_features`` pixels (row-major).
+
+    Raises ``ValueError`` when ``n_features`` is not a perfect square.
+    """
+    side = math.isqrt(int(n_features))
+    if side < 1 or side * side != n_features:
+        raise ValueError(
+            f"deskew needs square images stored row by row: {n_features} input features "
+            "is not a perfect square"
+        )
+    return side
+
+
+def check_pixels(X: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every entry of ``X`` is finite and non-negative.
+
+    Checked ``MOMENT_BLOCK`` rows at a time (no whole-array temporaries).
+    """
+    for start in range(0, X.shape[0], MOMENT_BLOCK):
+        block = X[start : start + MOMENT_BLOCK]
+        if not np.all(np.isfinite(block)):
+            raise ValueError("deskew needs finite pixel intensities; X contains NaN or inf")
+        if block.size and np.min(block) < 0:
+            raise ValueError(
+                f"deskew needs non-negative pixel intensities (ink as weight); X has the "
+                f"value {np.min(block)!r}: deskew before centring or scaling to negative values"
+            )
+
+
+def deskew(X: np.ndarray) -> np.ndarray:
+    """Shear every image so that its main axis is vertical, and centre its mass.
+
+    ``X`` is ``(m, side * side)``: one square image per row, stored row by
+    row, with non-negative pixel intensities (MNIST's ``[0, 1]`` scale, or
+    any other). For each image, with the intensities as weights, let
+    ``(r0, c0)`` be the centre of mass (row, column), ``v_rr`` the variance
+    of the row index and ``v_rc`` the covariance of row and column. The
+    output pixel at ``(r, c)`` is the input, interpolated bilinearly (zero
+    outside), at::
+
+        (r0 + (r - k),  c0 + (c - k) + s (r - k)),   s = v_rc / v_rr,  k = (side - 1) / 2
+
+    so the output has its centre of mass at the middle pixel and no
+    row-column covariance: a slanted stroke becomes upright. This is the
+    deskewing of LeCun et al. (1998), which lowers the error of most
+    classifiers on handwritten digits. An image with no ink (all zeros) or
+    with all its ink in one row is only shifted (``s = 0``).
+
+    Returns a new C-contiguous array of ``X``'s shape and floating dtype
+    (float64 for integer input); ``X`` is not modified. The moments and the
+    interpolation are computed in float64 whatever the dtype. Besides the
+    result it needs ``MOMENT_BLOCK`` rows of ``X`` in float64 and about 15
+    float64 numbers per image at a time.
+
+    Raises
+    ------
+    ValueError
+        ``X`` not 2-D, its width not a perfect square, a negative, NaN or
+        infinite pixel.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"deskew needs a 2-D array of images, got shape {X.shape}")
+    side = image_side(X.shape[1])
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.dtype(np.float64)
+    out = np.empty(X.shape, dtype=dtype)
+    if X.shape[0] == 0:
+        return out
+    check_pixels(X)
+    rows, cols = np.divmod(np.arange(side * side, dtype=np.float64), side)
+    # Moments of every image by products: mass, sum r, sum c, sum r^2, sum r c;
+    # in blocks of rows, so a float32 X is never copied whole to float64.
+    basis = np.stack([np.ones_like(rows), rows, cols, rows * rows, rows * cols], axis=1)
+    moments = np.empty((X.shape[0], 5))
+    for start in range(0, X.shape[0], MOMENT_BLOCK):
+        block = X[start : start + MOMENT_BLOCK]
+        np.matmul(
+            np.asarray(block, dtype=np.float64), basis, out=moments[start : start + len(block)]
+        )
+    mass = moments[:, 0]
+    has_ink = mass > 0
+    safe_mass = np.where(has_ink, mass, 1.0)
+    r0 = np.where(has_ink, moments[:, 1] / safe_mass, (side - 1) / 2)
+    c0 = np.where(has_ink, moments[:, 2] / safe_mass, (side - 1) / 2)
+    v_rr = moments[:, 3] / safe_mass - r0 * r0
+    v_rc = moments[:, 4] / safe_mass - r0 * c0
+    # v_rr is a difference of sums: treat round-off sized values as no spread.
+    spread = v_rr > 1e-9 * side * side
+    slant = np.where(spread, v_rc / np.where(spread, v_rr, 1.0), 0.0)
+    k = (side - 1) / 2
+    images = out.reshape(-1, side, side)
+    scratch = np.empty((side, side), dtype=np.float64)
+    for i in range(X.shape[0]):
+        # ndimage maps output index o to input index matrix @ o + offset.
+        matrix = np.array([[1.0, 0.0], [slant[i], 1.0]])
+        offset = np.array([r0[i] - k, c0[i] - k - slant[i] * k])
+        ndimage.affine_transform(
+            np.asarray(X[i], dtype=np.float64).reshape(side, side),
+            matrix,
+            offset=offset,
+            output=scratch,
+            order=1,
+            mode="grid-constant",
+            cval=0.0,
+        )
+        images[i] = scratch
+    return out
