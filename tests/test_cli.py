@@ -145,6 +145,16 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     decay = memory_breakdown(layers, m, dtype, loss, ridge_decay=True)
     assert s.input_gram is not None
     assert decay["input_factor"] == s.input_factor.nbytes + s.input_gram.nbytes
+    # Deskewing (with centring, in place) holds one copy of the input block
+    # beside the caller's, like centring alone; its temporaries are counted.
+    square = int(np.sqrt(layers[0])) ** 2
+    image_layers = (square, *layers[1:])
+    net = ADMMNetwork(image_layers, loss=loss, dtype=dtype, deskew=True, center=True)
+    s = net.fit(X[:, :square], y, iterations=1)._state
+    deskewed = memory_breakdown(image_layers, m, dtype, loss, deskew=True)
+    assert deskewed["input"] == 2 * s.X.nbytes
+    assert deskewed == memory_breakdown(image_layers, m, dtype, loss, center=True, deskew=True)
+    assert deskewed["transient"] >= m * square * 8
 
 
 # --------------------------------------------------------------- under MPI

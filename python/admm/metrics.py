@@ -16,6 +16,7 @@ from typing import IO, Any
 import numpy as np
 
 from .network import PREDICT_BLOCK
+from .preprocessing import MOMENT_BLOCK
 
 MB = 1024.0 * 1024.0
 
@@ -36,6 +37,7 @@ def memory_breakdown(
     loss: str = "hinge",
     n_test_local: int = 0,
     center: bool = False,
+    deskew: bool = False,
     refit: bool = False,
     ridge_decay: bool = False,
 ) -> dict[str, int]:
@@ -46,7 +48,8 @@ def memory_breakdown(
     ``dtype``. Persistent arrays (alive for the whole run):
 
     - ``input``: the training block ``X``, ``m n_0 s``, twice with ``center``
-      (the caller's block and the network's centred copy);
+      or ``deskew`` (the caller's block and the network's deskewed and/or
+      centred copy);
     - ``labels``: the class labels, ``8 m`` (int64), plus for the squared loss
       the one-hot ``targets``, ``m n_L s``;
     - ``activations``: ``a_l``, ``l = 1..L-1``, ``m sum n_l s``;
@@ -70,7 +73,10 @@ def memory_breakdown(
     ``W_{l+1}``, the float64 system matrix and its copy in ``dtype``); a test
     evaluation (two ``PREDICT_BLOCK``-row activation blocks, the outputs,
     labels and comparison); with ``refit``, the refit (the new weights beside
-    the old, with a weight solve or two ``PREDICT_BLOCK``-row feature blocks).
+    the old, with a weight solve or two ``PREDICT_BLOCK``-row feature blocks);
+    with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
+    float64 and 15 float64 numbers per sample) and a test block (the same
+    for ``PREDICT_BLOCK`` rows, beside a test evaluation).
 
     Not counted: the interpreter and its libraries (a few tens of MB, measured
     at start-up by the training program), MPI's own buffers, and whatever the
@@ -88,7 +94,7 @@ def memory_breakdown(
     m = int(m_local)
     hidden = n[1:L]
     parts = {
-        "input": m * n[0] * s * (2 if center else 1),
+        "input": m * n[0] * s * (2 if center or deskew else 1),
         "labels": m * 8 + (m * n[L] * s if loss == "squared" else 0),
         "activations": m * sum(hidden) * s,
         "outputs": m * sum(n[1:]) * s,
@@ -114,6 +120,13 @@ def memory_breakdown(
     evaluate = (rows * 2 * widest * s + n_test_local * (n[L] * s + 8 + 1)) if n_test_local else 0
     features = min(PREDICT_BLOCK, m) * 2 * max(n[1:L], default=0) * s
     refitting = parts["weights"] + max(solve, features) if refit else 0
+    deskewing = 0
+    if deskew:
+        deskewing = min(MOMENT_BLOCK, m) * n[0] * f8 + 15 * m * f8
+        rows_deskewed = min(PREDICT_BLOCK, n_test_local)
+        evaluate += (
+            rows_deskewed * (n[0] * s + 15 * f8) + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
+        )
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
         n[0] ** 2 * (s + f8),
@@ -121,6 +134,7 @@ def memory_breakdown(
         a_update,
         evaluate,
         refitting,
+        deskewing,
     )
     return parts
 

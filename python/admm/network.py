@@ -38,6 +38,8 @@ from ._blocksum import BlockLayout, TreeSum
 from ._files import atomic_savez
 from ._mpi import Communicator
 from ._threads import rowwise
+from .preprocessing import check_pixels, image_side
+from .preprocessing import deskew as deskew_images
 
 ACTIVATIONS = ("hardsigmoid", "relu")
 LOSSES = ("hinge", "squared")
@@ -53,9 +55,10 @@ RHO_RELATIVE = 1e-6
 #: Model files: version 2 adds ``sha256``, a checksum of all other arrays
 #: (names, dtypes, shapes and bytes); version 3 the continuation, multiplier,
 #: relative ridge and ``input_mean`` (a reader of version 2 would predict a
-#: centred model wrongly). Versions 1 and 2 are still read.
-MODEL_FORMAT_VERSION = 3
-_MODEL_VERSIONS_READ = (1, 2, 3)
+#: centred model wrongly); version 4 ``deskew`` (a reader of version 3 would
+#: predict a deskewed model on raw images). Versions 1 to 3 are still read.
+MODEL_FORMAT_VERSION = 4
+_MODEL_VERSIONS_READ = (1, 2, 3, 4)
 
 #: Samples per block of the split-independent sums (``deterministic=True``):
 #: ranks must hold whole blocks, so it bounds the load imbalance; smaller
@@ -213,6 +216,17 @@ class ADMMNetwork:
         Subtract the mean training input (over all ranks' samples) from the
         inputs, in training and prediction; the mean is in ``input_mean_``
         and saved with the model. Costs one centred copy of the input block.
+    deskew : bool
+        Deskew every input image, in training and prediction, before the
+        centring (:func:`admm.preprocessing.deskew`: shear the main axis of
+        the ink upright and move its centre of mass to the middle). The
+        inputs must be square images stored row by row (``n_0`` a perfect
+        square) with non-negative pixels. Per sample, so independent of the
+        split over the ranks. On MNIST it added about 2.4 points of
+        validation accuracy to ``--preset best`` at iteration 20
+        (``docs/accuracy-study.md``). Costs one deskewed copy of the input
+        block (centred in place with ``center``) and about 50 microseconds
+        per image. Default False.
 
     Attributes
     ----------
@@ -258,6 +272,7 @@ class ADMMNetwork:
         rho_decay_iterations: int = 0,
         inertia: float = 0.0,
         backward_sweep: bool = False,
+        deskew: bool = False,
     ) -> None:
         layers = tuple(layers)
         if len(layers) < 2 or any(
@@ -321,12 +336,16 @@ class ADMMNetwork:
             ("multiplier", multiplier),
             ("center", center),
             ("backward_sweep", backward_sweep),
+            ("deskew", deskew),
         ):
             if not isinstance(flag, bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.multiplier = bool(multiplier)
         self.center = bool(center)
         self.backward_sweep = bool(backward_sweep)
+        self.deskew = bool(deskew)
+        if self.deskew:
+            image_side(self.layers[0])  # raises unless the inputs can be square images
         growths = []
         for name, g in (("beta_growth", beta_growth), ("gamma_growth", gamma_growth)):
             value = _per_layer(g, 1, name)[0]
@@ -402,8 +421,9 @@ class ADMMNetwork:
         X : array, shape (m_local, n_0)
             This rank's samples, one per row. Ranks may hold different numbers
             of samples (none at all, too). The network keeps a reference when
-            ``X`` is already C-contiguous in ``dtype`` and ``center`` is off,
-            a converted or centred copy otherwise; it never writes to it.
+            ``X`` is already C-contiguous in ``dtype`` and ``center`` and
+            ``deskew`` are off, a converted, deskewed or centred copy
+            otherwise; it never writes to it.
         y : array
             Integer class labels ``(m_local,)`` in ``0..n_L-1`` for the hinge
             loss, an ``(m_local, n_L)`` target array for least squares.
@@ -435,6 +455,9 @@ class ADMMNetwork:
         # silently sum different problems.
         comm.raise_if_any(self._config_mismatch(comm))
         X = np.ascontiguousarray(X, dtype=self.dtype)
+        own_copy = self.deskew
+        if self.deskew:
+            X = deskew_images(X)
         y = self._targets(y, X.shape[0])
         if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
@@ -445,7 +468,7 @@ class ADMMNetwork:
             resuming = warm_start and self._state is not None and self.input_mean_ is not None
             mean = self.input_mean_ if resuming else self._input_mean(X)
             assert mean is not None
-            X = self._centred(X, mean)
+            X = self._centred(X, mean, in_place=own_copy)
             self.input_mean_ = mean
         if warm_start and self._state is not None:
             message = None
@@ -589,8 +612,10 @@ class ADMMNetwork:
         out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
         for start in range(0, X.shape[0], PREDICT_BLOCK):
             block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
+            if self.deskew:
+                block = deskew_images(block)
             if self.input_mean_ is not None:
-                block = self._centred(block, self.input_mean_)
+                block = self._centred(block, self.input_mean_, in_place=self.deskew)
             hidden = self._features(block, self._weights[:-1])
             matmul(
                 hidden, self._weights[-1], out[start : start + block.shape[0]], transpose_b=True
@@ -640,6 +665,7 @@ class ADMMNetwork:
             "rho_decay_iterations": np.array(self.rho_decay_iterations),
             "inertia": np.array(self.inertia),
             "backward_sweep": np.array(self.backward_sweep),
+            "deskew": np.array(self.deskew),
             "multiplier": np.array(self.multiplier),
             "beta_growth": np.array(self.beta_growth),
             "gamma_growth": np.array(self.gamma_growth),
@@ -688,6 +714,9 @@ class ADMMNetwork:
         continue the same trajectory.
         """
         X = self._check_input(X, "X")
+        own_copy = self.deskew
+        if self.deskew:
+            X = deskew_images(np.ascontiguousarray(X, dtype=self.dtype))
         mean = state.get("input_mean")
         if self.center:
             if mean is None or np.shape(mean) != (self.layers[0],):
@@ -696,7 +725,7 @@ class ADMMNetwork:
                     f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
                 )
             mean = np.asarray(mean, dtype=np.float64)
-            X = self._centred(X, mean)
+            X = self._centred(X, mean, in_place=own_copy)
         elif mean is not None:
             raise ValueError("the state was centred (input_mean), this network has center=False")
         X = np.ascontiguousarray(X, dtype=self.dtype)
@@ -777,10 +806,13 @@ class ADMMNetwork:
         )
         return tuple(r * scale for r in self.rho_)
 
-    def _centred(self, X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        """``X - mean`` as a new array in the network's dtype (the mean rounded
-        to it first, so training and prediction subtract the same values)."""
-        return np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
+    def _centred(self, X: np.ndarray, mean: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """``X - mean`` in the network's dtype (the mean rounded to it first, so
+        training and prediction subtract the same values): a new array, or
+        ``X`` itself overwritten with ``in_place`` (a copy the network owns)."""
+        return np.subtract(
+            X, mean.astype(self.dtype), out=X if in_place else None, dtype=self.dtype
+        )
 
     def _input_mean(self, X: np.ndarray) -> np.ndarray:
         """Mean of all ranks' rows of ``X`` in float64, shape ``(n_0,)``. Collective."""
@@ -875,6 +907,7 @@ class ADMMNetwork:
             self.rho_decay_iterations,
             self.inertia,
             self.backward_sweep,
+            self.deskew,
             self.multiplier,
             self.beta_growth,
             self.gamma_growth,
@@ -951,11 +984,15 @@ class ADMMNetwork:
             ):
                 raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
             X = self._check_input(X, "X")
+            if self.deskew:
+                check_pixels(X)
             self._targets(y, X.shape[0])
             if (X_val is None) != (y_val is None):
                 raise ValueError("X_val and y_val must be given together")
             if X_val is not None:
                 X_val = self._check_input(X_val, "X_val")
+                if self.deskew:
+                    check_pixels(X_val)
                 labels = self._val_labels(y_val)
                 if labels.shape[0] != X_val.shape[0]:
                     raise ValueError(
@@ -1479,6 +1516,7 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
         rho_decay_iterations=int(data.get("rho_decay_iterations", 0)),
         inertia=float(data.get("inertia", 0.0)),
         backward_sweep=bool(data.get("backward_sweep", False)),
+        deskew=bool(data.get("deskew", False)),
         multiplier=bool(data.get("multiplier", True)),
         beta_growth=float(data.get("beta_growth", 1.0)),
         gamma_growth=float(data.get("gamma_growth", 1.0)),

@@ -63,6 +63,7 @@ from .network import (
     ADMMNetwork,
     NumericalError,
 )
+from .preprocessing import image_side
 from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
@@ -317,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="subtract the mean training input (over all ranks) in training and prediction",
     )
     n.add_argument(
+        "--deskew",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="deskew every image (square images, non-negative pixels) before the centring, in "
+        "training and prediction: shear its main axis upright, centre its mass",
+    )
+    n.add_argument(
         "--multiplier",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -472,6 +480,20 @@ def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> st
         f"layers {','.join(map(str, layers))} have {' and '.join(problems)} "
         f"(e.g. --layers {suggestion})"
     )
+
+
+def deskew_mismatch(deskew: bool, n_features: int) -> str | None:
+    """Why ``--deskew`` cannot apply to data of ``n_features``, or None."""
+    if not deskew:
+        return None
+    try:
+        image_side(n_features)
+    except ValueError:
+        return (
+            f"--deskew (part of --preset best) needs square images stored row by row, but "
+            f"the data has {n_features} features, not a perfect square: add --no-deskew"
+        )
+    return None
 
 
 def check_output_file(path: str, flag: str) -> str | None:
@@ -647,6 +669,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     comm.raise_if_any("; ".join(found) if found else None)
 
     comm.raise_if_any(width_mismatch(args.layers, dataset.n_features, dataset.n_classes))
+    comm.raise_if_any(deskew_mismatch(args.deskew, dataset.n_features))
     net = _agreed(
         comm,
         lambda: ADMMNetwork(
@@ -671,6 +694,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
             beta_max=args.beta_max,
             gamma_max=args.gamma_max,
             center=args.center,
+            deskew=args.deskew,
         ),
     )
     X, labels = dataset.X_train, dataset.y_train
@@ -692,6 +716,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         args.loss,
         n_test_max,
         center=args.center,
+        deskew=args.deskew,
         refit=args.refit,
         ridge_decay=net.rho_final != 1.0,
     )
@@ -733,6 +758,8 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         config["inertia"] = net.inertia
     if net.backward_sweep:
         config["backward_sweep"] = True
+    if net.deskew:
+        config["deskew"] = True
     rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {
@@ -775,7 +802,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         )
         + ", "
         f"multiplier {'on' if net.multiplier else 'off'}, "
-        f"centred inputs {'yes' if net.center else 'no'}, continuation "
+        f"centred inputs {'yes' if net.center else 'no'}, "
+        + ("deskewed inputs, " if net.deskew else "")
+        + "continuation "
         + (
             f"beta x{net.beta_growth:g} up to {_fmt_cap(args.beta_max)}, "
             f"gamma x{net.gamma_growth:g} up to {_fmt_cap(args.gamma_max)}"

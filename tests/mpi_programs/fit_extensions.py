@@ -2,10 +2,11 @@
 
 Usage: python fit_extensions.py OUTDIR M ITERATIONS DETERMINISTIC
 
-Every rank builds the same seeded data set of M samples (inputs in [0, 1],
-not centred, so that ``center`` matters) and trains 8-10-6-3 with
-``center``, a relative ridge that decays, inertia, the backward sweep, continuation of beta and gamma with caps that
-are reached, and no output multiplier. The split is
+Every rank builds the same seeded data set of M samples (3 x 3 "images"
+with pixels in [0, 1], not centred, so that ``center`` matters) and trains
+9-10-6-3 with ``deskew``, ``center``, a relative ridge that decays, inertia,
+the backward sweep, continuation of beta and gamma with caps that are
+reached, and no output multiplier. The split is
 ``admm.data.block_range`` with blocks of ``BLOCK`` samples (uneven across
 ranks). Rank 0 writes ``OUTDIR/result.npz``: ``X``, ``y``, ``counts``, the
 initial weights ``init_<l>``, each rank's final weights
@@ -28,7 +29,7 @@ from admm import ADMMNetwork
 from admm.data import block_range
 from mpi4py import MPI
 
-LAYERS = (8, 10, 6, 3)
+LAYERS = (9, 10, 6, 3)
 BLOCK = 16
 OPTIONS = dict(
     beta=[0.5, 1.0, 2.0],
@@ -45,6 +46,7 @@ OPTIONS = dict(
     rho_decay_iterations=6,
     inertia=0.3,
     backward_sweep=True,
+    deskew=True,
 )
 
 
