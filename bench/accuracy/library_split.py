@@ -1,9 +1,9 @@
 """The library on a split of MNIST's training images, under mpiexec (issue 5).
 
 Trains ``admm.ADMMNetwork`` with ``--preset``'s arguments (plus overrides)
-on the first ``--train`` images of the seed-0 permutation of MNIST's 60,000
-training images and validates on the next ``--val`` (the split of
-``study.py``; the test set is not read), then applies ``refit()``. Prints one
+on the first ``--train`` images of the seed-0 (``--split-seed``) permutation
+of MNIST's 60,000 training images and validates on the next ``--val`` (with
+seed 0 the split of ``study.py``; the test set is not read), then applies ``refit()``. Prints one
 JSON line on rank 0: validation accuracy by iteration, after the refit, and
 the forward pass's accuracy on its own training images before and after.
 
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=JSON",
         help="override one ADMMNetwork argument, e.g. rho_relative=0.003 (repeatable)",
     )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the permutation of the training images"
+    )
     p.add_argument("--train", type=int, default=50000)
     p.add_argument("--val", type=int, default=10000)
     p.add_argument("--iterations", type=int, default=100)
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     comm = MPI.COMM_WORLD
     ds = load_dataset("mnist", args.data_dir, download=False)
-    perm = np.random.default_rng(0).permutation(ds.X_train.shape[0])
+    perm = np.random.default_rng(args.split_seed).permutation(ds.X_train.shape[0])
     if args.train + args.val > perm.size:
         raise SystemExit(f"--train + --val exceeds the {perm.size} training images")
     train, val = perm[: args.train], perm[args.train : args.train + args.val]
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "preset": args.preset,
         "overrides": overrides,
+        "split_seed": args.split_seed,
         "train": args.train,
         "val": args.val,
         "ranks": comm.size,

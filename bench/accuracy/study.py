@@ -17,6 +17,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,15 @@ CONFIGS.update(
         "r5_decay1e-3_backward_inert3": dataclasses.replace(
             R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1, backward_sweep=True, inertia=0.3
         ),
+        # Round 6: the three small gains of round 5 stacked.
+        "r6_backward2_inert5_bias": dataclasses.replace(
+            R4_BEST,
+            rho_decay=0.2 ** (1 / 70),
+            rho_floor=0.2,
+            backward_sweep=2,
+            inertia=0.5,
+            bias=True,
+        ),
     }
 )
 
@@ -262,6 +272,7 @@ def run(
     eval_every: int,
     refit: int = 0,
     forward_refit: bool = False,
+    save_state: Path | None = None,
 ) -> dict:
     """Train one configuration; return its JSON record.
 
@@ -269,7 +280,10 @@ def run(
     whose output layer was re-solved on its own forward features for that
     many sweeps (``Variant.refit_readout``): keys ``refit_*``. With
     ``forward_refit``, a copy whose every layer was re-solved on the forward
-    pass (``Variant.forward_refit``): keys ``fwd_refit_*``.
+    pass (``Variant.forward_refit``): keys ``fwd_refit_*``. With
+    ``save_state``, the whole training state is pickled at every evaluation
+    to ``save_state / f"{name}-it{iteration}.pkl"`` (for experiments that
+    start from it, such as other refits).
     """
     X, y, Xv, yv, Xt, yt = data
     started = time.perf_counter()
@@ -299,6 +313,10 @@ def run(
                 if Xt is not None:
                     rec["fwd_refit_test_accuracy"] = r.score(Xt, yt)
                 del r
+            if save_state is not None:
+                save_state.mkdir(parents=True, exist_ok=True)
+                with (save_state / f"{name}-it{it}.pkl").open("wb") as f:
+                    pickle.dump(v, f, protocol=pickle.HIGHEST_PROTOCOL)
             rec["beta"] = v.beta.tolist()
             rec["gamma"] = v.gamma.tolist()
             evals.append(rec)
@@ -396,6 +414,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=range(5),
         help="append this many one-pixel-shifted copies of the training images (0-4)",
     )
+    p.add_argument(
+        "--deskew",
+        action="store_true",
+        help="deskew every image (train, validation, test) before training",
+    )
+    p.add_argument(
+        "--save-state",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="pickle the training state at every evaluation into DIR (about 1 GB each at 50,000)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/accuracy/screen.jsonl"))
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--plot-key", default="val_accuracy")
@@ -412,10 +442,17 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
     data = load(args.train, args.val, args.split_seed, args.test)
+    if args.deskew:
+        from admm.preprocessing import deskew
+
+        for i in (0, 2, 4):
+            if data[i] is not None:
+                data[i] = deskew(data[i])
     if args.augment:
         data[0], data[1] = augment_shifts(data[0], data[1], args.augment)
     for name in args.configs:
         label = f"{name}+aug{args.augment}" if args.augment else name
+        label += "+deskew" if args.deskew else ""
         record = run(
             label,
             CONFIGS[name],
@@ -424,6 +461,7 @@ def main(argv: list[str] | None = None) -> None:
             args.eval_every,
             args.refit,
             args.forward_refit,
+            args.save_state,
         )
         record["refit"] = args.refit
         record["augment"] = args.augment

@@ -93,11 +93,20 @@ class Config:
     reverse_sweep: bool = False
 
 
+def _hardsigmoid(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 1.0)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    # Module-level functions, not lambdas, so that a Variant can be pickled.
     if name == "hardsigmoid":
-        return lambda x: np.clip(x, 0.0, 1.0)
+        return _hardsigmoid
     if name == "relu":
-        return lambda x: np.maximum(x, 0.0)
+        return _relu
     raise ValueError(f"unknown activation {name!r}")
 
 
