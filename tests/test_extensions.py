@@ -480,7 +480,7 @@ def test_bad_ridge_decay_and_inertia_flags_are_refused(argv, match):
 
 
 @pytest.mark.mpi
-def test_best_preset_names_the_fix_for_data_that_are_not_images(tmp_path):
+def test_best_preset_names_what_it_cannot_deskew(tmp_path):
     from test_cli import make_npz, train
 
     data = make_npz(tmp_path / "d.npz")  # 20 features: not square images
@@ -490,6 +490,15 @@ def test_best_preset_names_the_fix_for_data_that_are_not_images(tmp_path):
     assert proc.stderr.count("admm: error") == 1  # once, from rank 0, no hang
     proc = train(2, data, "--preset", "best", "--no-deskew", "--iterations", "2")
     assert "deskewed inputs" not in proc.stdout
+    # Square images, but a negative pixel in rank 1's block: every rank stops.
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 16))
+    X[30, 3] = -0.25
+    np.savez(tmp_path / "neg.npz", X_train=X, y_train=rng.integers(0, 3, 40))
+    proc = train(2, tmp_path / "neg.npz", "--layers", "16,8,3", "--preset", "best", check=False)
+    assert proc.returncode == 2
+    assert "rank 1: deskew needs non-negative pixel intensities" in proc.stderr
+    assert "a pixel is -0.25" in proc.stderr
 
 
 def test_best_preset_sets_its_iterations():

@@ -75,7 +75,7 @@ def test_input_is_not_modified(rng):
     [
         (np.ones((2, 10)), "10 input features is not a perfect square"),
         (np.ones(9), "needs a 2-D array"),
-        (np.full((2, 9), -0.5), "non-negative pixel intensities"),
+        (np.full((2, 9), -0.5), "non-negative pixel intensities .* a pixel is -0.5"),
         (np.full((2, 9), np.nan), "finite pixel intensities"),
     ],
 )

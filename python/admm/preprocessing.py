@@ -40,8 +40,9 @@ def check_pixels(X: np.ndarray) -> None:
             raise ValueError("deskew needs finite pixel intensities; X contains NaN or inf")
         if block.size and np.min(block) < 0:
             raise ValueError(
-                f"deskew needs non-negative pixel intensities (ink as weight); X has the "
-                f"value {np.min(block)!r}: deskew before centring or scaling to negative values"
+                f"deskew needs non-negative pixel intensities (ink as weight), but a pixel "
+                f"is {float(np.min(block)):g}: deskew raw images, before centring or scaling "
+                "them to negative values"
             )
 
 
