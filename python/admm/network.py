@@ -455,9 +455,8 @@ class ADMMNetwork:
         # silently sum different problems.
         comm.raise_if_any(self._config_mismatch(comm))
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        own_copy = self.deskew
         if self.deskew:
-            X = deskew_images(X)
+            X = deskew_images(X)  # a copy of our own: centred in place below
         y = self._targets(y, X.shape[0])
         if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
@@ -468,7 +467,7 @@ class ADMMNetwork:
             resuming = warm_start and self._state is not None and self.input_mean_ is not None
             mean = self.input_mean_ if resuming else self._input_mean(X)
             assert mean is not None
-            X = self._centred(X, mean, in_place=own_copy)
+            X = self._centred(X, mean, in_place=self.deskew)
             self.input_mean_ = mean
         if warm_start and self._state is not None:
             message = None
@@ -532,8 +531,8 @@ class ADMMNetwork:
 
         the sums running over all ranks' samples: ``z_l`` ``(m, n_l)`` is the
         state's, ``f_0`` ``(m, n_0)`` the training block the state holds
-        (centred with ``center``), the products ``(n_l, n_{l-1})`` and
-        ``(n_{l-1}, n_{l-1})``. That is updates (1)/(4) of ADMM.md with the
+        (deskewed with ``deskew``, centred with ``center``), the products
+        ``(n_l, n_{l-1})`` and ``(n_{l-1}, n_{l-1})``. That is updates (1)/(4) of ADMM.md with the
         forward features in place of ``a_{l-1}``, with the ridge of the last
         iteration (:meth:`ridges`; ``rho_`` without a decay) and the same
         sums, float64 Cholesky solve and, without ``deterministic``, the same
@@ -714,7 +713,6 @@ class ADMMNetwork:
         continue the same trajectory.
         """
         X = self._check_input(X, "X")
-        own_copy = self.deskew
         if self.deskew:
             X = deskew_images(np.ascontiguousarray(X, dtype=self.dtype))
         mean = state.get("input_mean")
@@ -725,7 +723,7 @@ class ADMMNetwork:
                     f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
                 )
             mean = np.asarray(mean, dtype=np.float64)
-            X = self._centred(X, mean, in_place=own_copy)
+            X = self._centred(X, mean, in_place=self.deskew)
         elif mean is not None:
             raise ValueError("the state was centred (input_mean), this network has center=False")
         X = np.ascontiguousarray(X, dtype=self.dtype)
