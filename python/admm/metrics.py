@@ -16,7 +16,7 @@ from typing import IO, Any
 import numpy as np
 
 from .network import PREDICT_BLOCK
-from .preprocessing import MOMENT_BLOCK
+from .preprocessing import MOMENT_BLOCK, SCRATCH_PER_IMAGE
 
 MB = 1024.0 * 1024.0
 
@@ -75,8 +75,8 @@ def memory_breakdown(
     labels and comparison); with ``refit``, the refit (the new weights beside
     the old, with a weight solve or two ``PREDICT_BLOCK``-row feature blocks);
     with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
-    float64 and 15 float64 numbers per sample) and a test block (the same
-    for ``PREDICT_BLOCK`` rows, beside a test evaluation).
+    float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
+    block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
 
     Not counted: the interpreter and its libraries (a few tens of MB, measured
     at start-up by the training program), MPI's own buffers, and whatever the
@@ -122,10 +122,11 @@ def memory_breakdown(
     refitting = parts["weights"] + max(solve, features) if refit else 0
     deskewing = 0
     if deskew:
-        deskewing = min(MOMENT_BLOCK, m) * n[0] * f8 + 15 * m * f8
+        deskewing = min(MOMENT_BLOCK, m) * n[0] * f8 + SCRATCH_PER_IMAGE * m * f8
         rows_deskewed = min(PREDICT_BLOCK, n_test_local)
         evaluate += (
-            rows_deskewed * (n[0] * s + 15 * f8) + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
+            rows_deskewed * (n[0] * s + SCRATCH_PER_IMAGE * f8)
+            + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
         )
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],

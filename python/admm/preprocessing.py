@@ -14,6 +14,11 @@ from scipy import ndimage
 #: Rows converted to float64 at a time for the moments of :func:`deskew`.
 MOMENT_BLOCK = 4096
 
+#: Float64 numbers per image that :func:`deskew` holds besides its result
+#: (five moments and the per-image parameters derived from them), an upper
+#: bound for the memory model.
+SCRATCH_PER_IMAGE = 15
+
 
 def image_side(n_features: int) -> int:
     """The side of the square image of ``n_features`` pixels (row-major).
@@ -68,8 +73,8 @@ def deskew(X: np.ndarray) -> np.ndarray:
     Returns a new C-contiguous array of ``X``'s shape and floating dtype
     (float64 for integer input); ``X`` is not modified. The moments and the
     interpolation are computed in float64 whatever the dtype. Besides the
-    result it needs ``MOMENT_BLOCK`` rows of ``X`` in float64 and about 15
-    float64 numbers per image at a time.
+    result it needs ``MOMENT_BLOCK`` rows of ``X`` in float64 and
+    ``SCRATCH_PER_IMAGE`` float64 numbers per image at a time.
 
     Raises
     ------

@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         default="talk",
         help="a named configuration (admm/presets.py): talk = the published one (the "
-        "defaults shown here), best = the best of docs/accuracy-study.md (centred inputs, "
-        "ridge 1e-2 -> 2e-3 by iteration 70, penalties 1 -> x1.03 per iteration -> 30, no "
+        "defaults shown here), best = the best of docs/accuracy-study.md (deskewed, centred "
+        "inputs, ridge 1e-2 -> 2e-3 by iteration 70, penalties 1 -> x1.03 per iteration -> 30, no "
         "output multiplier, inertia 0.3, backward sweep, 100 "
         "iterations, --refit). Flags given explicitly override the preset, in any order",
     )
