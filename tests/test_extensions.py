@@ -50,6 +50,14 @@ def reference(net: ADMMNetwork, X, y, **options) -> ReferenceADMM:
     return ReferenceADMM(X, y, net.layers, weights, activation=net.activation, **options)
 
 
+def copied(state: dict) -> dict:
+    """A state from ``get_state`` with its live arrays copied."""
+    return {
+        k: ([np.array(a) for a in v] if isinstance(v, list) and k != "history" else v)
+        for k, v in {**state, "lam": np.array(state["lam"])}.items()
+    }
+
+
 @pytest.mark.parametrize("backward_sweep", [False, True])
 @pytest.mark.parametrize("multiplier", [True, False])
 @pytest.mark.parametrize("layers", [LAYERS, (6, 4, 7, 3)])
@@ -215,14 +223,8 @@ def test_warm_start_and_set_state_continue_bit_for_bit(rng, backward_sweep):
     options = {**OPTIONS, "backward_sweep": backward_sweep}
     full = ADMMNetwork(LAYERS, seed=1, **options).fit(X, y, iterations=8)
     part = ADMMNetwork(LAYERS, seed=1, **options).fit(X, y, iterations=3)
-    state = {k: v for k, v in part.get_state().items()}
-    state = {
-        k: ([np.array(a) for a in v] if isinstance(v, list) and k != "history" else v)
-        for k, v in state.items()
-    }
-    state["lam"] = np.array(state["lam"])
     resumed = ADMMNetwork(LAYERS, seed=1, **options)
-    resumed.set_state(state, X, y)
+    resumed.set_state(copied(part.get_state()), X, y)
     resumed.fit(X, y, iterations=8, warm_start=True)
     part.fit(X, y, iterations=8, warm_start=True)
     for net in (resumed, part):
@@ -304,14 +306,6 @@ def test_deskew_refuses_what_it_cannot_deskew(rng):
     with pytest.raises(ValueError, match="non-negative pixel intensities"):
         net.fit(X, y, iterations=1, X_val=X - 0.5, y_val=y)
     assert net.n_iter_ == 0
-
-
-def copied(state: dict) -> dict:
-    """A state from ``get_state`` with its live arrays copied."""
-    return {
-        k: ([np.array(a) for a in v] if isinstance(v, list) and k != "history" else v)
-        for k, v in {**state, "lam": np.array(state["lam"])}.items()
-    }
 
 
 # ------------------------------------------------------------------ MPI

@@ -22,7 +22,7 @@ from mpirun import run_mpi
 from reference_admm import forward, forward_refit
 from test_checkpoint import state_arrays
 from test_cli import make_npz, read_metrics, train
-from test_extensions import LAYERS, PROGRAM, assert_refit_matches_reference
+from test_extensions import LAYERS, PROGRAM, assert_refit_matches_reference, copied
 from test_extensions import OPTIONS as EXTENSION_OPTIONS
 
 # The accuracy-study options of test_extensions, with center a parameter here.
@@ -48,17 +48,6 @@ def reference_refit(net: ADMMNetwork, X: np.ndarray) -> list[np.ndarray]:
     )
 
 
-def copied_state(net: ADMMNetwork) -> dict:
-    state = net.get_state()
-    return {
-        **state,
-        "weights": [np.array(w) for w in state["weights"]],
-        "a": [np.array(v) for v in state["a"]],
-        "z": [np.array(v) for v in state["z"]],
-        "lam": np.array(state["lam"]),
-    }
-
-
 @pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("activation", ["hardsigmoid", "relu"])
 @pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 1e-3)])
@@ -70,7 +59,7 @@ def test_refit_matches_reference(rng, monkeypatch, dtype, rtol, activation, cent
     net = ADMMNetwork(
         LAYERS, activation=activation, center=center, dtype=dtype, seed=5, **OPTIONS
     ).fit(X, y, iterations=6)
-    before = copied_state(net)
+    before = copied(net.get_state())
     expected = reference_refit(net, X)
     assert net.refit() is net
     # Measured: at most 2e-13 (float64) and 3e-5 (float32) of each layer's
@@ -141,7 +130,7 @@ def test_refit_failure_leaves_the_weights(rng, monkeypatch):
 def test_warm_start_continues_from_the_refit_weights(rng):
     X, y = data(rng)
     refit = ADMMNetwork(LAYERS, seed=1, **OPTIONS).fit(X, y, iterations=3)
-    state = copied_state(refit)
+    state = copied(refit.get_state())
     refit.refit()
     state["weights"] = [np.array(w) for w in refit.weights]
     refit.fit(X, y, iterations=6, warm_start=True)
@@ -163,7 +152,7 @@ def test_refit_of_a_restored_deterministic_state(rng):
     options = {**OPTIONS, "deterministic": True, "block_size": 16, "center": True}
     fitted = ADMMNetwork(LAYERS, **options).fit(X, y, iterations=4)
     restored = ADMMNetwork(LAYERS, **options)
-    restored.set_state(copied_state(fitted), X, y)
+    restored.set_state(copied(fitted.get_state()), X, y)
     fitted.refit()
     restored.refit()
     for u, v in zip(fitted.weights, restored.weights, strict=True):
