@@ -134,7 +134,9 @@ class ADMMNetwork:
         of that layer's Gram after the initial forward pass, in both dtypes;
         the values used are in ``rho_`` after ``fit``.
     warmup : int
-        Iterations ``0 .. warmup-1`` make no multiplier update.
+        Iterations ``0 .. warmup-1`` make no multiplier update. With
+        ``multiplier=False`` it changes nothing in training (the program's
+        ``--tol`` rule still waits for it).
     dtype : {"float64", "float32"}
         Precision of the data, activations and weights. The small Cholesky
         factorisations are always done in float64.

@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup",
         type=non_negative_int,
         default=10,
-        help="iterations (from 0) without a multiplier update",
+        help="iterations (from 0) without a multiplier update; --tol also waits for them. "
+        "With --no-multiplier (as in --preset best) that delay of --tol is all it does",
     )
     n.add_argument(
         "--dtype",
