@@ -37,6 +37,19 @@ from ._mpi import Communicator
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+
+#: Options of the run configuration added after checkpoints were first
+#: written, with the value every run had before the option existed. They are
+#: recorded only when they differ from it (:func:`optional_config`), and a
+#: configuration without one compares as having it, so older checkpoints
+#: still resume.
+OPTIONAL_CONFIG: dict[str, Any] = {
+    "rho_final": 1.0,
+    "rho_decay_iterations": 0,
+    "inertia": 0.0,
+    "backward_sweep": False,
+    "deskew": False,
+}
 _STATE_FILE = re.compile(r"^state-it(\d+)-rank(\d+)\.npz$")
 
 
@@ -210,12 +223,18 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def optional_config(values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` (keys of ``OPTIONAL_CONFIG``) that differ from
+    their value before the option existed: what a configuration records."""
+    return {k: v for k, v in values.items() if v != OPTIONAL_CONFIG[k]}
+
+
 def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     keys = sorted(set(saved) | set(current))
     return [
         f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}"
         for k in keys
-        if saved.get(k) != current.get(k)
+        if saved.get(k, OPTIONAL_CONFIG.get(k)) != current.get(k, OPTIONAL_CONFIG.get(k))
     ]
 
 

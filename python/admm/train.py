@@ -51,7 +51,13 @@ import numpy as np
 
 from . import _mpi
 from ._files import unwritable_reason
-from .checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    array_sha256,
+    check_writable_dir,
+    load_checkpoint,
+    optional_config,
+    save_checkpoint,
+)
 from .data import load_dataset, locate
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
 from .network import (
@@ -750,17 +756,18 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
         "n_features": dataset.n_features,
         "n_classes": dataset.n_classes,
     }
-    if net.rho_final != 1.0:
-        # Only when they are in use: a checkpoint of a run without them,
-        # written before these options existed, still resumes.
-        config["rho_final"] = net.rho_final
-        config["rho_decay_iterations"] = net.rho_decay_iterations
-    if net.inertia:
-        config["inertia"] = net.inertia
-    if net.backward_sweep:
-        config["backward_sweep"] = True
-    if net.deskew:
-        config["deskew"] = True
+    config.update(
+        optional_config(
+            {
+                "rho_final": net.rho_final,
+                # Without a decay its length plays no part in the trajectory.
+                "rho_decay_iterations": net.rho_decay_iterations if net.rho_final != 1.0 else 0,
+                "inertia": net.inertia,
+                "backward_sweep": net.backward_sweep,
+                "deskew": net.deskew,
+            }
+        )
+    )
     rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {
