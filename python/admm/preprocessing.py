@@ -40,15 +40,18 @@ def check_pixels(X: np.ndarray) -> None:
     Checked ``MOMENT_BLOCK`` rows at a time (no whole-array temporaries).
     """
     for start in range(0, X.shape[0], MOMENT_BLOCK):
-        block = X[start : start + MOMENT_BLOCK]
-        if not np.all(np.isfinite(block)):
-            raise ValueError("deskew needs finite pixel intensities; X contains NaN or inf")
-        if block.size and np.min(block) < 0:
-            raise ValueError(
-                f"deskew needs non-negative pixel intensities (ink as weight), but a pixel "
-                f"is {float(np.min(block)):g}: deskew raw images, before centring or scaling "
-                "them to negative values"
-            )
+        _check_block(X[start : start + MOMENT_BLOCK])
+
+
+def _check_block(block: np.ndarray) -> None:
+    if not np.all(np.isfinite(block)):
+        raise ValueError("deskew needs finite pixel intensities; X contains NaN or inf")
+    if block.size and np.min(block) < 0:
+        raise ValueError(
+            f"deskew needs non-negative pixel intensities (ink as weight), but a pixel "
+            f"is {float(np.min(block)):g}: deskew raw images, before centring or scaling "
+            "them to negative values"
+        )
 
 
 def deskew(X: np.ndarray) -> np.ndarray:
@@ -90,17 +93,16 @@ def deskew(X: np.ndarray) -> np.ndarray:
     out = np.empty(X.shape, dtype=dtype)
     if X.shape[0] == 0:
         return out
-    check_pixels(X)
     rows, cols = np.divmod(np.arange(side * side, dtype=np.float64), side)
     # Moments of every image by products: mass, sum r, sum c, sum r^2, sum r c;
     # in blocks of rows, so a float32 X is never copied whole to float64.
     basis = np.stack([np.ones_like(rows), rows, cols, rows * rows, rows * cols], axis=1)
     moments = np.empty((X.shape[0], 5))
+    # The pixels are checked on the same float64 blocks, before any image is moved.
     for start in range(0, X.shape[0], MOMENT_BLOCK):
-        block = X[start : start + MOMENT_BLOCK]
-        np.matmul(
-            np.asarray(block, dtype=np.float64), basis, out=moments[start : start + len(block)]
-        )
+        block = np.asarray(X[start : start + MOMENT_BLOCK], dtype=np.float64)
+        _check_block(block)
+        np.matmul(block, basis, out=moments[start : start + len(block)])
     mass = moments[:, 0]
     has_ink = mass > 0
     safe_mass = np.where(has_ink, mass, 1.0)
