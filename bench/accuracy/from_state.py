@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg as sla
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,33 +44,10 @@ from study import load
 from variants import Variant
 
 
-def refit(v: Variant, scale: float = 1.0, out_scale: float = 1.0, stack: float = 0.0,
-          mix: float = 0.0) -> Variant:  # fmt: skip
-    """A copy of ``v`` with every ``W_l`` re-solved on the forward features.
-
-    ``stack`` adds the state's ``a_{l-1}`` as more rows of the regression
-    (weight ``stack``); ``mix`` regresses on ``(1 - mix) f + mix a``. With the
-    defaults this is ``Variant.forward_refit``.
-    """
+def refit(v: Variant, **options: float) -> Variant:
+    """A copy of ``v`` after ``Variant.forward_refit(**options)``."""
     r = copy.deepcopy(v)
-    f = r.a[0]
-    ridge_scale = r._ridge_scale(max(r.t - 1, 0))
-    for l in range(1, r.L + 1):
-        rho = r.rho[l - 1] * ridge_scale * scale * (out_scale if l == r.L else 1.0)
-        inputs = f if not mix else (1 - mix) * f + mix * r.a[l - 1]
-        rows, targets = inputs, r.z[l - 1]
-        if stack:
-            if r.cfg.bias:  # the stacked rows' bias column would need sqrt(stack) too
-                raise ValueError("stack with bias units is not implemented")
-            weight = np.sqrt(stack)
-            rows = np.concatenate([inputs, weight * r.a[l - 1]])
-            targets = np.concatenate([targets, weight * targets])
-            rho *= 1 + stack
-        G = r._gram_factor(rows, rho)
-        c = r._cross(rows, targets)
-        r.W[l - 1] = sla.cho_solve(G, c, check_finite=False).T.copy()
-        if l < r.L:
-            f = r.h(r._affine(l, f))
+    r.forward_refit(**options)
     return r
 
 

@@ -344,7 +344,9 @@ class Variant:
             self._output_update()
         self.t = t
 
-    def forward_refit(self) -> None:
+    def forward_refit(
+        self, scale: float = 1.0, out_scale: float = 1.0, stack: float = 0.0, mix: float = 0.0
+    ) -> None:
         """Re-solve every ``W_l`` on the network's own forward features.
 
         For ``l = 1..L`` in turn: ``W_l = argmin ||z_l - W [f_{l-1}; 1]||^2 +
@@ -352,13 +354,29 @@ class Variant:
         h(W_l [f_{l-1}; 1])`` computed with the re-solved ``W_l``: update
         (1)/(4) with the forward pass in place of the state's ``a_{l-1}``.
         The state (a, z, lam) is kept; meant for a copy that is scored.
+
+        The variants of round 6 (``from_state.py``; all off by default):
+        ``scale`` multiplies every ridge, ``out_scale`` the output layer's
+        too; ``stack`` adds the state's ``a_{l-1}`` as more rows of the
+        regression, with weight ``stack``; ``mix`` regresses on
+        ``(1 - mix) f_{l-1} + mix a_{l-1}``.
         """
         f = self.a[0]
         # The ridge in force at the last iteration (t - 1).
-        scale = self._ridge_scale(max(self.t - 1, 0))
+        ridge_scale = self._ridge_scale(max(self.t - 1, 0)) * scale
         for l in range(1, self.L + 1):
-            factor = self._gram_factor(f, self.rho[l - 1] * scale)
-            c = self._cross(f, self.z[l - 1])
+            rho = self.rho[l - 1] * ridge_scale * (out_scale if l == self.L else 1.0)
+            rows = f if not mix else (1 - mix) * f + mix * self.a[l - 1]
+            targets = self.z[l - 1]
+            if stack:
+                if self.cfg.bias:  # the stacked rows' bias column would need sqrt(stack) too
+                    raise ValueError("stack with bias units is not implemented")
+                weight = np.sqrt(stack)
+                rows = np.concatenate([rows, weight * self.a[l - 1]])
+                targets = np.concatenate([targets, weight * targets])
+                rho *= 1 + stack
+            factor = self._gram_factor(rows, rho)
+            c = self._cross(rows, targets)
             self.W[l - 1] = sla.cho_solve(factor, c, check_finite=False).T.copy()
             if l < self.L:
                 f = self.h(self._affine(l, f))
