@@ -15,6 +15,7 @@ from pathlib import Path
 import admm
 import numpy as np
 import pytest
+from admm import _cores
 from admm.metrics import memory_breakdown
 from admm.network import ADMMNetwork
 from admm.train import RelativeChangeRule, width_mismatch
@@ -308,7 +309,8 @@ def test_program_gives_each_rank_its_share_of_the_cores(data_npz, tmp_path):
     # No BLAS thread variable set: the program sets one thread per core, not
     # one per core in every rank (2 ranks x 2 OpenBLAS threads on 2 cores
     # made an iteration up to 8x slower).
-    unset = {name: "" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    # Nor do idle OpenBLAS threads spin for 0.1 s after every product.
+    unset = dict.fromkeys((*_cores.BLAS_ENV, *_cores.BLAS_SPIN_ENV), "")
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import runpy, sys\n"
@@ -317,14 +319,18 @@ def test_program_gives_each_rank_its_share_of_the_cores(data_npz, tmp_path):
         "    runpy.run_module('admm.train', run_name='__main__')\n"
         "finally:\n"
         "    import os\n"
-        "    print('OPENBLAS_NUM_THREADS=' + os.environ.get('OPENBLAS_NUM_THREADS', ''))\n"
+        "    for name in ('OPENBLAS_NUM_THREADS', 'OPENBLAS_THREAD_TIMEOUT'):\n"
+        "        print(name + '=' + os.environ.get(name, ''))\n"
     )
     args = [str(probe), "--data", str(data_npz), "--layers", LAYERS, "--iterations", "2"]
     proc = run_mpi(2, args, timeout=TIMEOUT, env=unset)
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     assert f"BLAS threads per rank: {share} (set by admm.train" in proc.stdout, proc.stdout
     assert proc.stdout.count(f"OPENBLAS_NUM_THREADS={share}") == 2, proc.stdout
+    assert proc.stdout.count("OPENBLAS_THREAD_TIMEOUT=20") == 2, proc.stdout
     # A choice of the user stands, and the header does not claim otherwise.
-    proc = run_mpi(2, args, timeout=TIMEOUT, env={**unset, "OPENBLAS_NUM_THREADS": "1"})
+    chosen = {**unset, "OPENBLAS_NUM_THREADS": "1", "OPENBLAS_THREAD_TIMEOUT": "28"}
+    proc = run_mpi(2, args, timeout=TIMEOUT, env=chosen)
     assert "BLAS threads per rank" not in proc.stdout
     assert proc.stdout.count("OPENBLAS_NUM_THREADS=1") == 2, proc.stdout
+    assert proc.stdout.count("OPENBLAS_THREAD_TIMEOUT=28") == 2, proc.stdout

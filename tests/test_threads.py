@@ -394,6 +394,18 @@ def test_program_shares_the_cores_among_the_ranks_of_a_node(monkeypatch):
     assert _cores.share_blas_cores({"MPI_LOCALNRANKS": "2"}) is None
 
 
+def test_program_lets_idle_blas_threads_sleep_soon():
+    """``python -m admm.train`` shortens OpenBLAS's spin unless the user set it."""
+    env = {}
+    assert _cores.short_blas_spin(env) is True
+    assert env == {"OPENBLAS_THREAD_TIMEOUT": str(_cores.SHORT_BLAS_SPIN)}
+    for chosen in _cores.BLAS_SPIN_ENV:
+        env = {chosen: "28"}
+        assert _cores.short_blas_spin(env) is False and env == {chosen: "28"}
+    env = {"OPENBLAS_THREAD_TIMEOUT": " "}  # blank counts as unset
+    assert _cores.short_blas_spin(env) is True and env["OPENBLAS_THREAD_TIMEOUT"] == "20"
+
+
 def test_blas_threads_from_environment(monkeypatch):
     """Without threadpoolctl the BLAS's own variables count, in its order."""
     import builtins

@@ -14,6 +14,14 @@ from collections.abc import MutableMapping
 #: precedence (MKL's before the OpenMP one).
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
+#: OpenBLAS's variables for how long an idle BLAS thread spins before it
+#: sleeps: ``2**n`` CPU cycles, 28 unless set (about 0.1 s at 2.6 GHz).
+BLAS_SPIN_ENV = ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
+
+#: The spin the training program asks for: 2**20 cycles, under a millisecond,
+#: longer than the Python between two BLAS calls of an iteration.
+SHORT_BLAS_SPIN = 20
+
 #: Environment variables in which MPI launchers give the ranks on this node
 #: (MPICH/Intel MPI hydra, Open MPI).
 LOCAL_RANKS_ENV = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
@@ -70,3 +78,23 @@ def share_blas_cores(environ: MutableMapping[str, str] | None = None) -> int | N
     if threads is not None:
         env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return threads
+
+
+def short_blas_spin(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Let idle OpenBLAS threads sleep after ``2**SHORT_BLAS_SPIN`` cycles, unless the user chose.
+
+    When neither of ``BLAS_SPIN_ENV`` is set, sets ``OPENBLAS_THREAD_TIMEOUT``
+    and returns True; otherwise changes nothing and returns False. After a
+    product on several threads OpenBLAS's own threads otherwise spin for
+    about 0.1 s, taking the cores from the entry-wise kernels that follow on
+    the same cores (the hidden z-update took twice as long right after a
+    product as after a pause, docs/performance.md). The products, which take
+    milliseconds to seconds, do not notice the cost of waking a sleeping
+    thread. Only the training program calls this, before NumPy loads the
+    BLAS, for the reason given in :func:`share_blas_cores`.
+    """
+    env = os.environ if environ is None else environ
+    if any(env.get(name, "").strip() for name in BLAS_SPIN_ENV):
+        return False
+    env["OPENBLAS_THREAD_TIMEOUT"] = str(SHORT_BLAS_SPIN)
+    return True

@@ -33,10 +33,12 @@ convergence.
 
 from __future__ import annotations
 
-# First, before NumPy loads the BLAS: one BLAS thread per core, not per rank.
-from ._cores import share_blas_cores
+# First, before NumPy loads the BLAS: one BLAS thread per core, not per rank,
+# and idle BLAS threads that soon leave the cores to the entry-wise kernels.
+from ._cores import share_blas_cores, short_blas_spin
 
 BLAS_THREADS_SET = share_blas_cores()
+short_blas_spin()
 
 import argparse
 import math
