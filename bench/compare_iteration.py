@@ -2,20 +2,22 @@
 
 On a shared machine a GEMM rate measured minutes before an iteration says
 little about the iteration's conditions. This script alternates, round by
-round: the GEMM rate in float64, one float64 iteration of ``ADMMNetwork``,
-the GEMM rate in float32, one float32 iteration and (unless ``--no-reference``)
-one iteration of the plain NumPy ``tests/reference_admm.ReferenceADMM``. Each
-iteration is divided by the floor of its own round (the flop model of
-``flop_model.py`` over the GEMM rate just measured, same precision, same
-BLAS), and the table reports medians over the rounds of these ratios and of
-the times (the GEMM rate of a round is the median of 3 products). The load
-average before and after is printed: read ratios, not seconds, when it
-exceeds the core count. With one BLAS thread, ``--cpu-time`` times
-everything in process CPU time, which waiting for a core does not inflate.
-The entry-wise kernels run on as many threads as the BLAS
-(``admm.set_num_threads``), unless ``--entrywise-threads`` says otherwise
-(``--entrywise-threads 1``: all on the calling thread, as before they were
-threaded).
+round: one float64 iteration of ``ADMMNetwork`` between two GEMM rate
+measurements in float64, the same in float32, and (unless
+``--no-reference``) one iteration of the plain NumPy
+``tests/reference_admm.ReferenceADMM``. Each iteration is divided by the
+floor of its own round (the flop model of ``flop_model.py`` over the GEMM
+rate measured around it, same precision, same BLAS), and the table reports
+medians over the rounds of these ratios and of the times (the GEMM rate of
+a round is the mean of the rates before and after, each the median of 3
+products). The load average before and after is printed: read ratios, not
+seconds, when it exceeds the core count. With one BLAS thread,
+``--cpu-time`` times everything in process CPU time, which waiting for a
+core does not inflate. The entry-wise kernels run on as many threads as the
+BLAS (``admm.set_num_threads``), unless ``--entrywise-threads`` says
+otherwise (``--entrywise-threads 1``: all on the calling thread, as before
+they were threaded). Idle OpenBLAS threads sleep after a short spin, as in
+``python -m admm.train`` (``OPENBLAS_THREAD_TIMEOUT``, unless set).
 
     OPENBLAS_NUM_THREADS=2 python bench/compare_iteration.py --threads 2 --rounds 5
     OPENBLAS_NUM_THREADS=1 python bench/compare_iteration.py --threads 1 --cpu-time
@@ -32,8 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+# As python -m admm.train does, before NumPy loads the BLAS: idle BLAS threads
+# sleep soon instead of spinning on the cores of the entry-wise kernels.
+from admm._cores import short_blas_spin
+
+short_blas_spin()
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
@@ -108,13 +116,14 @@ def main(argv: list[str] | None = None) -> None:
         rows: dict[str, list[float]] = {}
         for r in range(args.rounds):
             for dt, net in nets.items():
-                rate = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)
+                before = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)
 
                 def step(net=net):
                     net._iterate(net.n_iter_)
                     net.n_iter_ += 1
 
                 t = timed(step, clock)
+                rate = (before + gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)) / 2
                 rows.setdefault(f"gemm {dt}", []).append(rate)
                 rows.setdefault(f"ours {dt}", []).append(t)
                 rows.setdefault(f"ratio {dt}", []).append(t / (flops / rate / 1e9))

@@ -13,7 +13,10 @@ session with threadpoolctl, for every BLAS loaded (NumPy's and SciPy's
 OpenBLAS are separate libraries in the wheels), so kernels and NumPy are
 compared on the same number of cores; the network's entry-wise kernels get
 as many threads (``admm.set_num_threads``). The kernel benchmarks call the
-compiled kernels directly, on one thread.
+compiled kernels directly, on one thread. Idle OpenBLAS threads sleep after
+a short spin, as in ``python -m admm.train`` (``OPENBLAS_THREAD_TIMEOUT``,
+unless set; it only acts when this file is imported before NumPy, as with
+``python -m pytest bench/``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from admm._cores import short_blas_spin
+
+short_blas_spin()
+
+import pytest  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

@@ -10,9 +10,14 @@ rounds of the wall time per iteration (median of iterations 2..), the CPU
 time per iteration (N = 1: the process, all its BLAS threads; N = T: the
 slowest rank's compute, Allreduce excluded), the ratio N=T / N=1 of each
 round, and the speed-up against the published C code's seconds per
-iteration of issue 4 (20.4 s at N = 1, 13.5 s at N = 2, float64). The load
-average is printed before and after: on a shared machine read the CPU-time
-columns.
+iteration of issue 4 (20.4 s at N = 1, 13.5 s at N = 2, float64). Before
+and after every run the parent process measures the matrix-multiply floor
+of the machine in that dtype: the flop model of ``flop_model.py`` over the
+rate of the iteration's ``W_1 a_0`` product, ``(60000 x 784)(784 x 500)``, on
+T BLAS threads (``compare_iteration.gemm_rate``, median of 7 products, a few
+seconds like the iterations timed), and every layout's wall time is also
+given as a multiple of the mean of those two floors. The load average is printed before and after: on a shared
+machine read the CPU-time columns.
 
     python bench/parallel_efficiency.py --data-dir /work/shared/data/mnist --rounds 2
 """
@@ -30,7 +35,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from threadpoolctl import threadpool_limits
+
 HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from compare_iteration import gemm_rate  # noqa: E402
+from flop_model import iteration_flops  # noqa: E402
+
+LAYERS = (784, 500, 500, 10)
+SAMPLES = 60_000
 #: Issue 4: the public C/GSL/MPI code, 784-500-500-10, float64, seconds per
 #: iteration on this kind of machine (N = 1 with two BLAS threads).
 C_CODE_S = {1: 20.4, 2: 13.5}
@@ -59,6 +74,17 @@ def run(n_ranks: int, threads: int, dtype: str, args: argparse.Namespace, work: 
     return {"wall": statistics.median(wall), "cpu": statistics.median(compute)}
 
 
+def floor_seconds(dtype: str, threads: int) -> float:
+    """The iteration's flops over the GEMM rate of ``W_1 a_0`` on ``threads`` threads, now."""
+    rng = np.random.default_rng(0)
+    x = rng.random((SAMPLES, LAYERS[0]), dtype=np.float32).astype(dtype)
+    w = rng.random((LAYERS[1], LAYERS[0]), dtype=np.float32).astype(dtype)
+    out = np.empty((SAMPLES, LAYERS[1]), dtype=dtype)
+    with threadpool_limits(threads):
+        rate = gemm_rate(x, w, out, repeats=7)
+    return iteration_flops(LAYERS, SAMPLES) / rate / 1e9
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files")
@@ -76,29 +102,35 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             for d in dtypes:
                 for n, t in layouts:
+                    before = floor_seconds(d, T)
                     res = run(n, t, d, args, Path(tmp))
+                    res["floor"] = floor = (before + floor_seconds(d, T)) / 2
                     results[(d, n)].append(res)
                     print(f"round {r + 1}: {d} N={n} x {t} threads: wall {res['wall']:.2f} s, "
-                          f"cpu {res['cpu']:.2f} s, load {os.getloadavg()[0]:.2f}",
-                          file=sys.stderr)  # fmt: skip
+                          f"cpu {res['cpu']:.2f} s, floor {floor:.2f} s, "
+                          f"load {os.getloadavg()[0]:.2f}", file=sys.stderr)  # fmt: skip
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     print(f"784-500-500-10, MNIST 60,000, {args.rounds} rounds x {args.iterations} iterations; "
           "medians (iterations 2.. of each run, then over rounds)\n")  # fmt: skip
-    print("| dtype | layout | wall s / iter | CPU s / iter | N=T / N=1 wall (per round) "
-          "| C code / ours (wall) |")  # fmt: skip
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| dtype | layout | wall s / iter | CPU s / iter | floor s | wall / floor (per round) "
+          "| N=T / N=1 wall (per round) | C code / ours (wall) |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for d in dtypes:
         one = results[(d, 1)]
         for n, t in layouts:
             rows = results[(d, n)]
             wall = statistics.median(x["wall"] for x in rows)
             cpu = statistics.median(x["cpu"] for x in rows)
+            floor = statistics.median(x["floor"] for x in rows)
+            to_floor = [x["wall"] / x["floor"] for x in rows]
             ratios = [x["wall"] / o["wall"] for x, o in zip(rows, one, strict=True)]
             ratio = (f"{statistics.median(ratios):.2f} ({', '.join(f'{v:.2f}' for v in ratios)})"
                      if n > 1 else "")  # fmt: skip
             c = C_CODE_S.get(n)
             speed = f"{c / wall:.1f}" if c else ""
-            print(f"| {d} | N={n} x {t} thread(s) | {wall:.2f} | {cpu:.2f} | {ratio} | {speed} |")
+            print(f"| {d} | N={n} x {t} thread(s) | {wall:.2f} | {cpu:.2f} | {floor:.2f} | "
+                  f"{statistics.median(to_floor):.2f} ({', '.join(f'{v:.2f}' for v in to_floor)}) "
+                  f"| {ratio} | {speed} |")  # fmt: skip
 
 
 if __name__ == "__main__":

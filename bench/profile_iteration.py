@@ -6,8 +6,10 @@ attributes every call to the kernel and the function that made it. The
 entry-wise kernels run in chunks on several threads (``admm._threads``):
 they are timed around the whole threaded call, named by their kernel. Time
 not spent in a wrapped call (NumPy conversions, copies, Python) is "other".
+Idle OpenBLAS threads sleep after a short spin, as in ``python -m admm.train``
+(``OPENBLAS_THREAD_TIMEOUT``, unless set).
 
-    OPENBLAS_NUM_THREADS=2 python bench/profile_iteration.py --size mnist --dtype float64
+    OPENBLAS_NUM_THREADS=2 python bench/profile_iteration.py --size 60000 --dtype float64
 
 Local, one process; prints a Markdown table (seconds per iteration, share).
 """
@@ -20,13 +22,19 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import admm.network as network
-from admm import ADMMNetwork
+# As python -m admm.train does, before NumPy loads the BLAS: idle BLAS threads
+# sleep soon instead of spinning on the cores of the entry-wise kernels.
+from admm._cores import short_blas_spin
+
+short_blas_spin()
+
+import admm.network as network  # noqa: E402
+from admm import ADMMNetwork  # noqa: E402
 
 # Run as a script, so bench/ (this folder) is first on sys.path; bench_data
 # needs tests/ too (the NumPy reference).
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_data import mnist_like
+from bench_data import mnist_like  # noqa: E402
 
 KERNELS = (
     "matmul",
