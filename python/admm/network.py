@@ -610,17 +610,22 @@ class ADMMNetwork:
         ``(m, n_0)``), computed in blocks of rows in the network's dtype.
         """
         X = self._check_input(X, "X")
-        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
-        for start in range(0, X.shape[0], PREDICT_BLOCK):
-            block = np.ascontiguousarray(X[start : start + PREDICT_BLOCK], dtype=self.dtype)
-            if self.deskew:
-                block = deskew_images(block)
-            if self.input_mean_ is not None:
-                block = self._centred(block, self.input_mean_, in_place=self.deskew)
-            hidden = self._features(block, self._weights[:-1])
-            matmul(
-                hidden, self._weights[-1], out[start : start + block.shape[0]], transpose_b=True
-            )
+        m = X.shape[0]
+        out = np.empty((m, self.layers[-1]), dtype=self.dtype)
+        # With deterministic no call crosses a multiple of block_size: on ranks
+        # holding whole blocks (as the program splits a test set) a sample is
+        # computed in the same call on any number of ranks (_matmul_rows).
+        step = self.block_size if self.deterministic else PREDICT_BLOCK
+        for base in range(0, m, step):
+            for start in range(base, min(base + step, m), PREDICT_BLOCK):
+                rows = slice(start, min(start + PREDICT_BLOCK, base + step, m))
+                block = np.ascontiguousarray(X[rows], dtype=self.dtype)
+                if self.deskew:
+                    block = deskew_images(block)
+                if self.input_mean_ is not None:
+                    block = self._centred(block, self.input_mean_, in_place=self.deskew)
+                hidden = self._features(block, self._weights[:-1])
+                matmul(hidden, self._weights[-1], out[rows], transpose_b=True)
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -863,6 +868,19 @@ class ADMMNetwork:
             return [slice(None)]
         return [rows for _, rows in self._layout.local_blocks()]
 
+    def _matmul_rows(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, **kwargs: Any) -> None:
+        """``matmul(a, b, out, **kwargs)`` for the rows of ``a`` and ``out``. Local.
+
+        One call per summation block of ``deterministic`` (one call on all
+        rows without it): a row's product must not depend on the rows that
+        share its call, and with some BLAS kernels it does (OpenBLAS's
+        Haswell kernels round the rows of a gemm's edge tiles differently,
+        docs/determinism.md), while a block's rows are the same on any
+        number of ranks.
+        """
+        for rows in self._row_blocks():
+            matmul(a[rows], b, out[rows], **kwargs)
+
     def _sample_sum(self, leaf: Callable[[int, slice, np.ndarray], object], out: np.ndarray):
         """Fill ``out`` with a sum over all ranks' samples. Collective.
 
@@ -1048,7 +1066,7 @@ class ADMMNetwork:
         z = []
         for layer, w in enumerate(self._weights):
             zl = np.empty((m, w.shape[0]), dtype=self.dtype)
-            matmul(a[-1], w, zl, transpose_b=True)
+            self._matmul_rows(a[-1], w, zl, transpose_b=True)
             z.append(zl)
             if layer < len(self._weights) - 1:
                 a.append(np.empty_like(zl))
@@ -1097,7 +1115,7 @@ class ADMMNetwork:
             """(2) and (3) for hidden layer l; per block gamma and beta terms."""
             zl = s.z[l - 1]
             s.update_activation(l, beta[l], gamma[l - 1])  # (2)
-            matmul(s.a[l - 1], self._weights[l - 1], zl, transpose_b=True)  # (3)
+            self._matmul_rows(s.a[l - 1], self._weights[l - 1], zl, transpose_b=True)  # (3)
             act, pen = rowwise(
                 hidden_z_update,
                 (zl, s.a[l]),
@@ -1119,7 +1137,7 @@ class ADMMNetwork:
             if l < L:
                 terms[:, 2 * (l - 1)], terms[:, 2 * (l - 1) + 1] = hidden_update(l)
             else:
-                matmul(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
+                self._matmul_rows(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
                 update = output_hinge_update if self.loss == "hinge" else output_squared_update
                 update_lam = self.multiplier and t >= self.warmup
                 loss, dot, res = rowwise(
@@ -1405,7 +1423,7 @@ class _State:
         if self.use_woodbury(l):
             # Right-hand side, one row per sample: g h(z_l) + b z_{l+1} W_{l+1}.
             rowwise(apply_activation, (self.z[l - 1], a), g, net.activation)
-            matmul(self.z[l], w, a, alpha=b, beta=1.0)
+            net._matmul_rows(self.z[l], w, a, alpha=b, beta=1.0)
             # (b W^T W + g I)^{-1} = (I - b W^T (g I + b W W^T)^{-1} W) / g:
             # only an n_{l+1} x n_{l+1} system, when the next layer is narrower.
             small = np.empty((w.shape[0], w.shape[0]))
@@ -1413,9 +1431,11 @@ class _State:
             cholesky_factor(small, shift=g)
             t = self.woodbury[l - 1]
             assert t is not None  # allocated for every layer that uses Woodbury
-            matmul(a, w, t, transpose_b=True)
-            cholesky_solve(small.astype(net.dtype, copy=False), t)
-            matmul(t, w, a, alpha=-b / g, beta=1.0 / g)
+            net._matmul_rows(a, w, t, transpose_b=True)
+            small = small.astype(net.dtype, copy=False)
+            for rows in net._row_blocks():  # per block, as the products
+                cholesky_solve(small, t[rows])
+            net._matmul_rows(t, w, a, alpha=-b / g, beta=1.0 / g)
         else:
             # M = b W^T W + g I is applied as an explicit inverse by one gemm
             # (two trsm over all samples run at half the GEMM rate). As
@@ -1432,8 +1452,8 @@ class _State:
             # it, so that the product needs no (m, n_l) temporary.
             rhs = self.z[l - 1]
             rowwise(apply_activation, (rhs, rhs), g, net.activation)
-            matmul(self.z[l], w, rhs, alpha=b, beta=1.0)
-            matmul(rhs, inverse.astype(net.dtype, copy=False), a)
+            net._matmul_rows(self.z[l], w, rhs, alpha=b, beta=1.0)
+            net._matmul_rows(rhs, inverse.astype(net.dtype, copy=False), a)
 
 
 def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:

@@ -94,15 +94,18 @@ def deskew(X: np.ndarray) -> np.ndarray:
     if X.shape[0] == 0:
         return out
     rows, cols = np.divmod(np.arange(side * side, dtype=np.float64), side)
-    # Moments of every image by products: mass, sum r, sum c, sum r^2, sum r c;
-    # in blocks of rows, so a float32 X is never copied whole to float64.
+    # Moments of every image: mass, sum r, sum c, sum r^2, sum r c; in blocks
+    # of rows, so a float32 X is never copied whole to float64. By einsum's
+    # own loops, not a BLAS gemm, whose rounding of a row can depend on the
+    # row's place in the block (OpenBLAS's Haswell kernels): an image's result
+    # must not depend on the images beside it (deterministic=True).
     basis = np.stack([np.ones_like(rows), rows, cols, rows * rows, rows * cols], axis=1)
     moments = np.empty((X.shape[0], 5))
     # The pixels are checked on the same float64 blocks, before any image is moved.
     for start in range(0, X.shape[0], MOMENT_BLOCK):
         block = np.asarray(X[start : start + MOMENT_BLOCK], dtype=np.float64)
         _check_block(block)
-        np.matmul(block, basis, out=moments[start : start + len(block)])
+        np.einsum("ij,jk->ik", block, basis, out=moments[start : start + len(block)])
     mass = moments[:, 0]
     has_ink = mass > 0
     safe_mass = np.where(has_ink, mass, 1.0)
