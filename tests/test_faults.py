@@ -195,9 +195,13 @@ def test_more_ranks_than_samples_trains_like_fewer_ranks(tmp_path, data_npz):
     assert "0-1 training samples per rank (2 in all)" in proc.stdout
     a, b = admm.load(models[2]), admm.load(models[3])
     assert a.n_iter_ == b.n_iter_ == 3
+    # Equal up to rounding: each rank solves its share of the rows of W_l, and
+    # OpenBLAS's Haswell kernels round a row by the rows sharing its call, so
+    # 2 and 3 ranks differ in the last bits (5e-8 relative after three
+    # iterations through the piecewise z-update, on 2026-12-03).
     for wa, wb in zip(a.weights, b.weights, strict=True):
         assert np.all(np.isfinite(wb))
-        np.testing.assert_allclose(wb, wa, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(wb, wa, rtol=1e-6, atol=1e-8)
 
 
 # ------------------------------------------------------ numerical failure
