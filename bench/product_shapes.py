@@ -12,6 +12,14 @@ helps. Best of ``--reps`` wall times per case, after one warm-up call::
 Local; synthetic data; prints a Markdown table (GFLOP/s; a Gram's rate counts
 the ``n^2 m`` flops of a symmetric rank-k update, also when it is done by a
 full GEMM).
+
+With ``--halves`` (and two BLAS threads) three more cases split the samples
+the other way: two Python threads, each calling the BLAS on one thread for
+half of the samples at the same time (the two partial sums added after), as
+two MPI ranks would. They tell whether a long-K product's rate on two cores
+is OpenBLAS's way of threading it or the machine's::
+
+    OPENBLAS_NUM_THREADS=2 python bench/product_shapes.py --dtype float32 --halves
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from admm_core._kernels import cross, gram, matmul
 
@@ -49,10 +59,26 @@ def chunked_cross(z: np.ndarray, a: np.ndarray, out: np.ndarray, rows: int) -> C
     return call
 
 
+def halves(first: Callable[[], object], second: Callable[[], object]) -> Callable:
+    """Run ``first`` here and ``second`` on another thread, the BLAS on one thread each."""
+    pool = ThreadPoolExecutor(1)
+
+    def call() -> None:
+        with threadpool_limits(1):
+            other = pool.submit(second)
+            first()
+            other.result()
+
+    return call
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument(
+        "--halves", action="store_true", help="also two one-thread calls on half the samples each"
+    )
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
@@ -80,6 +106,23 @@ def main(argv: list[str] | None = None) -> None:
         ("Gram a^T a (500) by a full gemm", gram_flops,
          lambda: matmul(a, a, g, transpose_a=True)),
     ]  # fmt: skip
+    if args.halves:
+        h = M // 2
+        c2, g2 = np.empty_like(c), np.empty_like(g)
+
+        def summed(first, second, out, part):
+            call = halves(first, second)
+            return lambda: (call(), np.add(out, part, out=out))
+
+        cases += [
+            ("floor shape, two one-thread halves side by side", cross_flops,
+             halves(lambda: matmul(x[:h], w, products[:h], transpose_b=True),
+                    lambda: matmul(x[h:], w, products[h:], transpose_b=True))),
+            ("cross z^T x, two one-thread halves side by side", cross_flops,
+             summed(lambda: cross(z[:h], x[:h], c), lambda: cross(z[h:], x[h:], c2), c, c2)),
+            ("Gram by syrk, two one-thread halves side by side", gram_flops,
+             summed(lambda: gram(a[:h], g), lambda: gram(a[h:], g2), g, g2)),
+        ]  # fmt: skip
     print(f"{args.dtype}, m = {M}, best of {args.reps}")
     print()
     print("| product | ms | GFLOP/s | / floor rate |")
