@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 #: Rows converted to float64 at a time for the moments of :func:`deskew`.
 MOMENT_BLOCK = 4096
@@ -85,6 +84,9 @@ def deskew(X: np.ndarray) -> np.ndarray:
         ``X`` not 2-D, its width not a perfect square, a negative, NaN or
         infinite pixel.
     """
+    # Imported here: scipy.ndimage adds 5 MB to every rank that never deskews.
+    from scipy import ndimage
+
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"deskew needs a 2-D array of images, got shape {X.shape}")
