@@ -622,16 +622,15 @@ class ADMMNetwork:
         # holding whole blocks (as the program splits a test set) a sample is
         # computed in the same call on any number of ranks (_matmul_rows).
         step = self.block_size if self.deterministic else PREDICT_BLOCK
-        for base in range(0, m, step):
-            for start in range(base, min(base + step, m), PREDICT_BLOCK):
-                rows = slice(start, min(start + PREDICT_BLOCK, base + step, m))
-                block = np.ascontiguousarray(X[rows], dtype=self.dtype)
-                if self.deskew:
-                    block = deskew_images(block)
-                if self.input_mean_ is not None:
-                    block = self._centred(block, self.input_mean_, in_place=self.deskew)
-                hidden = self._features(block, self._weights[:-1])
-                matmul(hidden, self._weights[-1], out[rows], transpose_b=True)
+        ranges = [(base, min(base + step, m)) for base in range(0, m, step)]
+        for rows in _split_rows(ranges, PREDICT_BLOCK):
+            block = np.ascontiguousarray(X[rows], dtype=self.dtype)
+            if self.deskew:
+                block = deskew_images(block)
+            if self.input_mean_ is not None:
+                block = self._centred(block, self.input_mean_, in_place=self.deskew)
+            hidden = self._features(block, self._weights[:-1])
+            matmul(hidden, self._weights[-1], out[rows], transpose_b=True)
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -884,13 +883,7 @@ class ADMMNetwork:
         docs/determinism.md), while a block's rows, and so the calls inside
         it, are the same on any number of ranks.
         """
-        ranges = []
-        for block in self._row_blocks():
-            start, stop, _ = block.indices(m)
-            ranges += [
-                slice(lo, min(lo + PRODUCT_ROWS, stop)) for lo in range(start, stop, PRODUCT_ROWS)
-            ]
-        return ranges
+        return _split_rows([b.indices(m)[:2] for b in self._row_blocks()], PRODUCT_ROWS)
 
     def _matmul_rows(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, **kwargs: Any) -> None:
         """``matmul(a, b, out, **kwargs)`` on the rows of ``a`` and ``out``,
@@ -1471,6 +1464,16 @@ class _State:
             rowwise(apply_activation, (rhs, rhs), g, net.activation)
             net._matmul_rows(self.z[l], w, rhs, alpha=b, beta=1.0)
             net._matmul_rows(rhs, inverse.astype(net.dtype, copy=False), a)
+
+
+def _split_rows(ranges: Sequence[tuple[int, int]], size: int) -> list[slice]:
+    """Slices of at most ``size`` rows covering each ``(start, stop)`` of
+    ``ranges`` in order, none across the end of a range."""
+    return [
+        slice(lo, min(lo + size, stop))
+        for start, stop in ranges
+        for lo in range(start, stop, size)
+    ]
 
 
 def _factor_with_ridge(g: np.ndarray, rho: float, layer: int) -> np.ndarray:
