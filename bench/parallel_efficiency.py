@@ -16,8 +16,8 @@ of the machine in that dtype: the flop model of ``flop_model.py`` over the
 rate of the iteration's ``W_1 a_0`` product, ``(60000 x 784)(784 x 500)``, on
 T BLAS threads (``compare_iteration.gemm_rate``, median of 7 products, a few
 seconds like the iterations timed), and every layout's wall time is also
-given as a multiple of the mean of those two floors. The load average is printed before and after: on a shared
-machine read the CPU-time columns.
+given as a multiple of the mean of those two floors. The load average is
+printed before and after: on a shared machine read the CPU-time columns.
 
     python bench/parallel_efficiency.py --data-dir /work/shared/data/mnist --rounds 2
 """
@@ -25,6 +25,7 @@ machine read the CPU-time columns.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -74,14 +75,19 @@ def run(n_ranks: int, threads: int, dtype: str, args: argparse.Namespace, work: 
     return {"wall": statistics.median(wall), "cpu": statistics.median(compute)}
 
 
-def floor_seconds(dtype: str, threads: int) -> float:
-    """The iteration's flops over the GEMM rate of ``W_1 a_0`` on ``threads`` threads, now."""
+@functools.cache
+def gemm_operands(dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``a_0``, ``W_1`` and the output of the floor's product, made once per dtype."""
     rng = np.random.default_rng(0)
     x = rng.random((SAMPLES, LAYERS[0]), dtype=np.float32).astype(dtype)
     w = rng.random((LAYERS[1], LAYERS[0]), dtype=np.float32).astype(dtype)
-    out = np.empty((SAMPLES, LAYERS[1]), dtype=dtype)
+    return x, w, np.empty((SAMPLES, LAYERS[1]), dtype=dtype)
+
+
+def floor_seconds(dtype: str, threads: int) -> float:
+    """The iteration's flops over the GEMM rate of ``W_1 a_0`` on ``threads`` threads, now."""
     with threadpool_limits(threads):
-        rate = gemm_rate(x, w, out, repeats=7)
+        rate = gemm_rate(*gemm_operands(dtype), repeats=7)
     return iteration_flops(LAYERS, SAMPLES) / rate / 1e9
 
 
