@@ -155,10 +155,10 @@ def test_squared_loss_targets(data):
         net.fit(X, targets, iterations=1)
 
 
-@pytest.mark.parametrize("iterations", [0, -2, 1.0, True])
-def test_iterations_must_be_positive_integer(data, iterations):
+@pytest.mark.parametrize("iterations", [-2, 1.0, True])
+def test_iterations_must_be_non_negative_integer(data, iterations):
     X, y = data
-    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+    with pytest.raises(ValueError, match="iterations must be a non-negative integer"):
         ADMMNetwork(LAYERS).fit(X, y, iterations=iterations)
 
 

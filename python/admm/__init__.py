@@ -19,6 +19,7 @@ from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 if TYPE_CHECKING:
     from ._threads import get_num_threads, set_num_threads
     from .network import ADMMNetwork, load
+    from .timing import PhaseTimer
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ _LAZY = {
     "load": ".network",
     "get_num_threads": "._threads",
     "set_num_threads": "._threads",
+    "PhaseTimer": ".timing",
 }
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "PRESET_ITERATIONS",
     "PRESET_REFIT",
     "ADMMNetwork",
+    "PhaseTimer",
     "__version__",
     "get_num_threads",
     "load",

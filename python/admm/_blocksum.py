@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._mpi import Communicator
+from .timing import phase
 
 #: Leaf function: ``leaf(block, out)`` writes block ``block``'s sum (global
 #: block index) into the 1-D buffer ``out``.
@@ -128,9 +129,10 @@ class TreeSum:
         root = layout.owner(0)
         if layout.rank == root:
             self._value(self.levels, 0, out)
-        self.comm.wait_all(requests)
-        self._leaf = self._out_like = None
-        return self.comm.broadcast_inplace(out, root)
+        with phase("reduce"):
+            self.comm.wait_all(requests)
+            self._leaf = self._out_like = None
+            return self.comm.broadcast_inplace(out, root)
 
     # ------------------------------------------------------------ internals
 
@@ -169,7 +171,8 @@ class TreeSum:
         if right < layout.stop:
             self._value(k - 1, 2 * j + 1, tmp)
         else:
-            self.comm.recv(tmp, layout.owner(right), tag=k - 1)
+            with phase("reduce"):
+                self.comm.recv(tmp, layout.owner(right), tag=k - 1)
         np.add(out, tmp, out=out)
 
     def _local(self, k: int, j: int, out: np.ndarray) -> None:

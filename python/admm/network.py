@@ -40,6 +40,7 @@ from ._mpi import Communicator
 from ._threads import rowwise
 from .preprocessing import check_pixels, image_side
 from .preprocessing import deskew as deskew_images
+from .timing import phase
 
 ACTIVATIONS = ("hardsigmoid", "relu")
 LOSSES = ("hinge", "squared")
@@ -437,7 +438,8 @@ class ADMMNetwork:
             loss, an ``(m_local, n_L)`` target array for least squares.
         iterations : int
             Total number of iterations: with ``warm_start`` the run continues
-            from ``n_iter_`` up to this count.
+            from ``n_iter_`` up to this count. 0 sets up the state (the
+            initial forward pass) without iterating, for :meth:`step`.
         X_val, y_val : arrays, optional
             This rank's block of validation samples; the accuracy over all
             ranks' blocks is recorded every ``eval_every`` iterations and at
@@ -490,40 +492,66 @@ class ADMMNetwork:
         else:
             self._initialize(X, y)
             self._check_ridge()
-        state = self._state
-        assert state is not None
-        for t in range(self.n_iter_, iterations):
-            started = time.perf_counter()
-            try:
-                objective, residual = self._iterate(t)
-            except np.linalg.LinAlgError as exc:
-                # The factored matrices are reduced sums or built from the
-                # weights, identical on every rank: every rank fails here.
-                raise NumericalError(
-                    f"numerical failure at iteration {t + 1}: {exc}", t + 1
-                ) from None
-            # Training time only: validation and the callback (checkpoints,
-            # logging) are not counted.
-            state.elapsed += time.perf_counter() - started
-            self.n_iter_ = t + 1
-            val_accuracy = None
-            if (
-                X_val is not None
-                and y_val is not None
-                and (self.n_iter_ % eval_every == 0 or self.n_iter_ == iterations)
-            ):
-                val_accuracy = self._global_accuracy(X_val, y_val)
-            record = {
-                "iteration": self.n_iter_,
-                "objective": objective,
-                "residual": residual,
-                "val_accuracy": val_accuracy,
-                "time_s": state.elapsed,
-            }
-            self.history.append(record)
+        for _ in range(self.n_iter_, iterations):
+            due = (self.n_iter_ + 1) % eval_every == 0 or self.n_iter_ + 1 == iterations
+            validation = None
+            if X_val is not None and y_val is not None and due:
+                validation = (X_val, y_val)
+            record = self._advance(validation)
             if callback is not None and callback(self, record):
                 break
         return self
+
+    def step(self) -> dict:
+        """One more iteration on the training block of the last ``fit``. Collective on ``comm``.
+
+        The loop body of :meth:`fit`: call ``fit(X, y, iterations=0)`` (or
+        :meth:`set_state`) first to set up the state, then ``step()`` as
+        often as wanted; the result is the same, bit for bit, as ``fit``
+        with as many iterations. Appends the iteration's record to
+        ``history`` (``val_accuracy`` is None: no validation here) and
+        returns it. Time its phases with :class:`admm.PhaseTimer`.
+
+        Raises
+        ------
+        RuntimeError
+            When there is no state yet (before any ``fit`` or ``set_state``).
+        NumericalError
+            As :meth:`fit`, on every rank at once.
+        """
+        if self._state is None:
+            raise RuntimeError("step needs a state: call fit (iterations=0 sets one up) first")
+        if self.deterministic and self._layout is None:  # a state from set_state
+            self._set_layout(self._communicator(), self._state.X.shape[0])
+        return self._advance(None)
+
+    def _advance(self, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
+        """Iteration ``n_iter_``, its history record, and the validation
+        accuracy on ``validation`` (all ranks' blocks) when given. Collective."""
+        state = self._state
+        assert state is not None
+        t = self.n_iter_
+        started = time.perf_counter()
+        try:
+            with phase("iteration"):
+                objective, residual = self._iterate(t)
+        except np.linalg.LinAlgError as exc:
+            # The factored matrices are reduced sums or built from the
+            # weights, identical on every rank: every rank fails here.
+            raise NumericalError(f"numerical failure at iteration {t + 1}: {exc}", t + 1) from None
+        # Training time only: validation and the callback (checkpoints,
+        # logging) are not counted.
+        state.elapsed += time.perf_counter() - started
+        self.n_iter_ = t + 1
+        record = {
+            "iteration": self.n_iter_,
+            "objective": objective,
+            "residual": residual,
+            "val_accuracy": None if validation is None else self._global_accuracy(*validation),
+            "time_s": state.elapsed,
+        }
+        self.history.append(record)
+        return record
 
     def refit(self) -> ADMMNetwork:
         """Re-solve every weight layer on the network's own forward features.
@@ -592,7 +620,8 @@ class ADMMNetwork:
         for l in range(1, len(self.layers)):
             problem = None
             try:
-                w = state.refit_weights(l, weights, rho[l - 1])
+                with phase("refit"):
+                    w = state.refit_weights(l, weights, rho[l - 1])
             except np.linalg.LinAlgError as exc:
                 problem = str(exc)
             else:
@@ -905,11 +934,13 @@ class ADMMNetwork:
         layout = self._layout
         if layout is None:
             leaf(0, slice(None), out)
-            return comm.sum_inplace(out)
+            with phase("reduce"):
+                return comm.sum_inplace(out)
         if self._tree is None or self._tree.layout is not layout:
             self._tree = TreeSum(layout, comm)
         blocks = layout.local_blocks()
         first = layout.first
+        # The tree times its own messages as "reduce" (its leaves are compute).
         return self._tree(lambda b, buf: leaf(b - first, blocks[b - first][1], buf), out)
 
     def _communicator(self) -> Communicator:
@@ -1002,9 +1033,9 @@ class ADMMNetwork:
             if (
                 isinstance(iterations, bool)
                 or not isinstance(iterations, int | np.integer)
-                or iterations < 1
+                or iterations < 0
             ):
-                raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+                raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
             if (
                 isinstance(eval_every, bool)
                 or not isinstance(eval_every, int | np.integer)
@@ -1124,40 +1155,46 @@ class ADMMNetwork:
         def hidden_update(l: int) -> tuple[np.ndarray, np.ndarray]:
             """(2) and (3) for hidden layer l; per block gamma and beta terms."""
             zl = s.z[l - 1]
-            s.update_activation(l, beta[l], gamma[l - 1])  # (2)
-            self._matmul_rows(s.a[l - 1], self._weights[l - 1], zl, transpose_b=True)  # (3)
-            act, pen = rowwise(
-                hidden_z_update,
-                (zl, s.a[l]),
-                gamma[l - 1],
-                beta[l - 1],
-                self.activation,
-                blocks=blocks,
-                n_sums=2,
-            ).T
+            with phase("activations"):
+                s.update_activation(l, beta[l], gamma[l - 1])  # (2)
+            with phase("hidden_z"):
+                self._matmul_rows(s.a[l - 1], self._weights[l - 1], zl, transpose_b=True)  # (3)
+                act, pen = rowwise(
+                    hidden_z_update,
+                    (zl, s.a[l]),
+                    gamma[l - 1],
+                    beta[l - 1],
+                    self.activation,
+                    blocks=blocks,
+                    n_sums=2,
+                ).T
             return gamma[l - 1] * act, beta[l - 1] * pen
 
         for l in range(1, L + 1):
             a_prev = s.a[l - 1]
-            w = s.solve_weights(l, rho[l - 1])  # (1), (4)
-            if self.inertia and t > 0:
-                w += self.inertia * (w - self._weights[l - 1])
-            self._weights[l - 1] = w
+            with phase("weights"):
+                w = s.solve_weights(l, rho[l - 1])  # (1), (4)
+                if self.inertia and t > 0:
+                    w += self.inertia * (w - self._weights[l - 1])
+                self._weights[l - 1] = w
             zl = s.z[l - 1]
             if l < L:
                 terms[:, 2 * (l - 1)], terms[:, 2 * (l - 1) + 1] = hidden_update(l)
             else:
-                self._matmul_rows(a_prev, self._weights[l - 1], zl, transpose_b=True)  # (5), (6)
-                update = output_hinge_update if self.loss == "hinge" else output_squared_update
-                update_lam = self.multiplier and t >= self.warmup
-                loss, dot, res = rowwise(
-                    update,
-                    (zl, s.lam, s.targets),
-                    beta[-1],
-                    update_lam,
-                    blocks=blocks,
-                    n_sums=3,
-                ).T
+                with phase("output"):
+                    self._matmul_rows(
+                        a_prev, self._weights[l - 1], zl, transpose_b=True
+                    )  # (5), (6)
+                    update = output_hinge_update if self.loss == "hinge" else output_squared_update
+                    update_lam = self.multiplier and t >= self.warmup
+                    loss, dot, res = rowwise(
+                        update,
+                        (zl, s.lam, s.targets),
+                        beta[-1],
+                        update_lam,
+                        blocks=blocks,
+                        n_sums=3,
+                    ).T
                 terms[:, -2] = loss + dot + beta[-1] * res
                 terms[:, -1] = res
         if self.backward_sweep:
@@ -1171,7 +1208,8 @@ class ADMMNetwork:
         def block_terms(i: int, rows: slice, out: np.ndarray) -> None:
             out[:] = terms[i]
 
-        total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
+        with phase("objective"):
+            total = self._sample_sum(block_terms, np.empty(terms.shape[1]))
         ridges = [beta[i] * rho[i] * float(np.vdot(w, w)) for i, w in enumerate(self._weights)]
         objective = float(total[:hidden_terms].sum() + total[-2] + sum(ridges))
         # One test of a few floats per iteration: NaN or inf anywhere in the
@@ -1416,7 +1454,8 @@ class _State:
         if rows.stop > rows.start:
             # Only this rank's rows are converted to float64 and solved.
             out[rows] = cholesky_solve(factor, c[rows].astype(np.float64))
-        return comm.allgather_rows(out, starts)
+        with phase("reduce"):
+            return comm.allgather_rows(out, starts)
 
     def update_activation(self, l: int, b: float, g: float) -> None:
         """a_l <- (b W^T W + g I)^{-1} (b W^T z_{l+1} + g h(z_l)), W = W_{l+1}. Local.

@@ -65,7 +65,11 @@ BEST = {
 CONFIGS: dict[str, tuple[tuple[int, ...], dict, bool]] = {
     "talk64": (LAYERS_NARROWING, {"warmup": 2}, False),
     "talk32": (LAYERS_NARROWING, {"warmup": 2, "dtype": "float32"}, False),
-    "relu_squared64": (LAYERS_WIDENING, {"activation": "relu", "loss": "squared", "warmup": 1}, False),
+    "relu_squared64": (
+        LAYERS_WIDENING,
+        {"activation": "relu", "loss": "squared", "warmup": 1},
+        False,
+    ),
     "relu_squared32": (
         LAYERS_WIDENING,
         {"activation": "relu", "loss": "squared", "warmup": 1, "dtype": "float32"},
@@ -147,9 +151,8 @@ def block(n: int, rank: int, size: int, block_size: int) -> slice:
 
 def run_library(out: Path | None) -> dict[str, np.ndarray]:
     """Every configuration on this job's ranks; rank 0 writes ``out``."""
-    from mpi4py import MPI
-
     import admm
+    from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
