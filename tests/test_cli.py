@@ -124,14 +124,15 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     labels = rng.integers(0, layers[-1], m)
     y = labels if loss == "hinge" else np.eye(layers[-1])[labels]
     net = ADMMNetwork(layers, loss=loss, dtype=dtype, warmup=1).fit(X, y, iterations=2)
-    s = net._state
-    held = [*s.a, *s.z, s.lam, s.targets, *s.reduce_buffers, s.input_factor, *net._weights]
-    held += [w for w in s.woodbury if w is not None]
+    held = net.allocated_bytes()
     parts = memory_breakdown(layers, m, dtype, loss)
-    persistent = sum(v for k, v in parts.items() if k not in ("transient", "test"))
+    for kind in ("activations", "outputs", "multiplier", "woodbury", "weights", "reduce"):
+        assert parts[kind] == held[kind], kind
+    assert parts["input_factor"] == held["input_factor"]
+    assert parts["input"] == held["input"]
     # The model also counts the program's int64 labels beside the squared loss's targets.
     extra_labels = m * 8 if loss == "squared" else 0
-    assert persistent - extra_labels == sum(a.nbytes for a in held)
+    assert parts["labels"] - extra_labels == held["targets"]
     assert memory_breakdown(layers, m, dtype, loss, n_test_local=10)["test"] > 0
     # The refit's temporaries: the new weights beside the old, and two
     # blocks of hidden features (all m rows here, fewer than PREDICT_BLOCK).
@@ -142,18 +143,17 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     assert refit["transient"] >= parts["transient"]
     # A decaying ridge keeps the float64 input Gram beside its factor.
     net = ADMMNetwork(layers, loss=loss, dtype=dtype, rho_final=0.5, rho_decay_iterations=1)
-    s = net.fit(X, y, iterations=2)._state
+    held = net.fit(X, y, iterations=2).allocated_bytes()
     decay = memory_breakdown(layers, m, dtype, loss, ridge_decay=True)
-    assert s.input_gram is not None
-    assert decay["input_factor"] == s.input_factor.nbytes + s.input_gram.nbytes
+    assert decay["input_factor"] == held["input_factor"] == 2 * parts["input_factor"]
     # Deskewing (with centring, in place) holds one copy of the input block
     # beside the caller's, like centring alone; its temporaries are counted.
     square = int(np.sqrt(layers[0])) ** 2
     image_layers = (square, *layers[1:])
     net = ADMMNetwork(image_layers, loss=loss, dtype=dtype, deskew=True, center=True)
-    s = net.fit(X[:, :square], y, iterations=1)._state
+    held = net.fit(X[:, :square], y, iterations=1).allocated_bytes()
     deskewed = memory_breakdown(image_layers, m, dtype, loss, deskew=True)
-    assert deskewed["input"] == 2 * s.X.nbytes
+    assert deskewed["input"] == 2 * held["input"]
     assert deskewed == memory_breakdown(image_layers, m, dtype, loss, center=True, deskew=True)
     assert deskewed["transient"] >= m * square * 8
 

@@ -98,7 +98,7 @@ def test_backward_sweep_lowers_the_objective(rng):
 def test_backward_sweep_failure_is_named(rng, monkeypatch):
     X, y = data(rng)
     net = ADMMNetwork(LAYERS, backward_sweep=True, **OPTIONS)
-    real = admm.network._State.update_activation
+    real = admm.solver.Solver.update_activation
     calls = []
 
     def poisoned(self, l, b, g):
@@ -107,7 +107,7 @@ def test_backward_sweep_failure_is_named(rng, monkeypatch):
         if len(calls) == 4:  # forward 1, 2; backward 2, then 1
             self.a[l][0, 0] = np.nan
 
-    monkeypatch.setattr(admm.network._State, "update_activation", poisoned)
+    monkeypatch.setattr(admm.solver.Solver, "update_activation", poisoned)
     with pytest.raises(NumericalError, match="iteration 1, in the backward sweep"):
         net.fit(X, y, iterations=2)
 
@@ -147,14 +147,14 @@ def test_ridge_schedule():
 def test_decaying_ridge_reduces_the_input_gram_once(rng, monkeypatch):
     # The input Gram is reduced at the first weight update only, and factored
     # again from the kept copy when the ridge changes (not after the floor).
-    import admm.network as network
+    import admm.solver as solver
 
     X, y = data(rng)
     net = ADMMNetwork(LAYERS, **OPTIONS)
     factored = []
-    real = network._factor_with_ridge
+    real = solver._factor_with_ridge
     monkeypatch.setattr(
-        network,
+        solver,
         "_factor_with_ridge",
         lambda g, rho, layer: factored.append((layer, rho)) or real(g, rho, layer),
     )
@@ -162,8 +162,11 @@ def test_decaying_ridge_reduces_the_input_gram_once(rng, monkeypatch):
     first = [rho for layer, rho in factored if layer == 1]
     assert first == list(dict.fromkeys(net.ridges(t)[0] for t in range(8)))
     assert len(first) == OPTIONS["rho_decay_iterations"] + 1
-    assert net._state.input_gram is not None
-    assert ADMMNetwork(LAYERS).fit(X, y, iterations=2)._state.input_gram is None
+    # The kept float64 input Gram beside its factor; none without the decay.
+    kept = net.allocated_bytes()["input_factor"]
+    assert (
+        kept == 2 * ADMMNetwork(LAYERS).fit(X, y, iterations=2).allocated_bytes()["input_factor"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,11 @@ from __future__ import annotations
 import itertools
 
 import admm
-import admm.network as network
+import admm._blocksum as blocksum
 import numpy as np
 import pytest
 from admm import ADMMNetwork
+from admm._mpi import Communicator
 from admm.network import RHO_RELATIVE
 from reference_admm import ReferenceADMM, forward
 
@@ -100,7 +101,7 @@ def test_products_in_row_chunks_match_reference(rng, monkeypatch):
     """The products of samples' own rows run in calls of at most PRODUCT_ROWS
     rows (60 samples in chunks of 7 here), within the blocks of
     deterministic; the iteration is the reference's all the same."""
-    monkeypatch.setattr(network, "PRODUCT_ROWS", 7)
+    monkeypatch.setattr(blocksum, "PRODUCT_ROWS", 7)
     layers = (5, 6, 6, 3)  # a wide (gemm) and a narrow (Woodbury) activation update
     X, y = make_data(rng, layers, "hinge", 60)
     net, ref = make_pair(X, y, layers, "hardsigmoid", "hinge", warmup=0)
@@ -108,12 +109,14 @@ def test_products_in_row_chunks_match_reference(rng, monkeypatch):
     for _ in range(4):
         ref.step()
     assert_weights_close(net.weights, ref.weights, 1e-10)
-    assert net._product_rows(60)[:2] == [slice(0, 7), slice(7, 14)]
-    assert net._product_rows(60)[-1] == slice(56, 60)
-    blocked = ADMMNetwork(layers, deterministic=True, block_size=16).fit(X, y, 1)
+    comm = Communicator()
+    plain = blocksum.SampleReducer(comm, 60, deterministic=False, block_size=16)
+    assert plain.product_rows(60)[:2] == [slice(0, 7), slice(7, 14)]
+    assert plain.product_rows(60)[-1] == slice(56, 60)
+    blocked = blocksum.SampleReducer(comm, 60, deterministic=True, block_size=16)
     starts = [0, 7, 14, 16, 23, 30, 32, 39, 46, 48, 55]  # blocks of 16, chunks of 7
     stops = [*starts[1:], 60]
-    assert blocked._product_rows(60) == [slice(a, b) for a, b in zip(starts, stops, strict=True)]
+    assert blocked.product_rows(60) == [slice(a, b) for a, b in zip(starts, stops, strict=True)]
 
 
 @pytest.mark.parametrize(("activation", "loss", "layers"), CASES[:1] + CASES[4:5])

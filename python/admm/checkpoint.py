@@ -23,33 +23,30 @@ weights.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import zipfile
 from typing import Any
 
 import numpy as np
 
 from ._files import atomic_savez, atomic_write_text, unwritable_reason
 from ._mpi import Communicator
+from .config import run_config_differences
+from .storage import array_sha256, file_sha256, read_npz
+
+__all__ = [
+    "CheckpointError",
+    "array_sha256",
+    "check_writable_dir",
+    "load_checkpoint",
+    "read_manifest",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
-#: Options of the run configuration added after checkpoints were first
-#: written, with the value every run had before the option existed. They are
-#: recorded only when they differ from it (:func:`optional_config`), and a
-#: configuration without one compares as having it, so older checkpoints
-#: still resume.
-OPTIONAL_CONFIG: dict[str, Any] = {
-    "rho_final": 1.0,
-    "rho_decay_iterations": 0,
-    "inertia": 0.0,
-    "backward_sweep": False,
-    "deskew": False,
-}
 _STATE_FILE = re.compile(r"^state-it(\d+)-rank(\d+)\.npz$")
 
 
@@ -60,28 +57,6 @@ class CheckpointError(ValueError):
 def state_file_name(iteration: int, rank: int) -> str:
     """File name of ``rank``'s state at ``iteration``."""
     return f"state-it{iteration:08d}-rank{rank:05d}.npz"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes. Local."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def array_sha256(*arrays: np.ndarray) -> str:
-    """Hex SHA-256 of the shapes, dtypes and bytes of ``arrays``. Local.
-
-    Identifies a rank's data block, so a resumed run can refuse other data.
-    """
-    digest = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.dtype.str}{a.shape}".encode())
-        digest.update(a.data)
-    return digest.hexdigest()
 
 
 def check_writable_dir(directory: str | os.PathLike) -> str | None:
@@ -223,21 +198,6 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def optional_config(values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` (keys of ``OPTIONAL_CONFIG``) that differ from
-    their value before the option existed: what a configuration records."""
-    return {k: v for k, v in values.items() if v != OPTIONAL_CONFIG[k]}
-
-
-def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = sorted(set(saved) | set(current))
-    return [
-        f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}"
-        for k in keys
-        if saved.get(k, OPTIONAL_CONFIG.get(k)) != current.get(k, OPTIONAL_CONFIG.get(k))
-    ]
-
-
 def _read_rank_state(
     directory: str, manifest: dict[str, Any], rank: int, size: int, rank_info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -265,9 +225,8 @@ def _read_rank_state(
             f"checkpoint file {path} is corrupt (SHA-256 {sha} differs from the manifest's)"
         )
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        data = read_npz(path)
+    except ValueError as exc:
         raise CheckpointError(f"cannot read checkpoint file {path}: {exc}") from None
 
     def series(kind: str) -> list[np.ndarray]:
@@ -322,7 +281,7 @@ def load_checkpoint(
                 f"the checkpoint in {directory} was written by {manifest['ranks']} ranks; "
                 f"resume it with the same number (this job has {comm.size})"
             )
-        differences = _config_differences(manifest["config"], config)
+        differences = run_config_differences(manifest["config"], config)
         if differences:
             raise CheckpointError(
                 f"the checkpoint in {directory} belongs to another run: " + "; ".join(differences)

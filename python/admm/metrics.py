@@ -15,8 +15,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from .network import PREDICT_BLOCK
+from . import losses
 from .preprocessing import MOMENT_BLOCK, SCRATCH_PER_IMAGE
+from .solver import PREDICT_BLOCK, Solver
 
 MB = 1024.0 * 1024.0
 
@@ -50,19 +51,13 @@ def memory_breakdown(
     - ``input``: the training block ``X``, ``m n_0 s``, twice with ``center``
       or ``deskew`` (the caller's block and the network's deskewed and/or
       centred copy);
-    - ``labels``: the class labels, ``8 m`` (int64), plus for the squared loss
-      the one-hot ``targets``, ``m n_L s``;
-    - ``activations``: ``a_l``, ``l = 1..L-1``, ``m sum n_l s``;
-    - ``outputs``: ``z_l``, ``l = 1..L``, ``m sum n_l s``;
-    - ``multiplier``: ``lam``, ``m n_L s``;
-    - ``woodbury``: one ``(m, n_{l+1})`` buffer per hidden layer whose next
-      layer is narrower (the a-update inverts the small system);
-    - ``weights``: ``sum n_l n_{l-1} s``;
-    - ``reduce``: one Allreduce buffer per layer, the cross term
-      ``n_l n_{l-1}`` plus, for ``l > 1``, the Gram ``n_{l-1}^2``, in ``s``;
-    - ``input_factor``: the Cholesky factor of the input Gram, ``8 n_0^2``,
-      and with ``ridge_decay`` the float64 input Gram kept to be factored
-      again with each new ridge, ``8 n_0^2`` more;
+    - ``labels``: the class labels, ``8 m`` (int64), plus the loss's own
+      targets (``Loss.target_bytes``: the squared loss's one-hot
+      ``(m, n_L)``);
+    - ``activations``, ``outputs``, ``multiplier``, ``woodbury``,
+      ``weights``, ``reduce`` and ``input_factor``: the solver's arrays, as
+      :meth:`admm.solver.Solver.memory_model` derives them from the buffers
+      it allocates;
     - ``test``: the test block and its labels, ``n_test (n_0 s + 8)``.
 
     ``transient`` is the largest set of temporaries alive at one time, the
@@ -92,34 +87,21 @@ def memory_breakdown(
     f8 = 8
     n = [int(v) for v in layers]
     m = int(m_local)
-    hidden = n[1:L]
+    # The solver's own arrays, from the buffers it allocates.
+    solver = Solver.memory_model(n, m, dtype, ridge_decay)
     parts = {
         "input": m * n[0] * s * (2 if center or deskew else 1),
-        "labels": m * 8 + (m * n[L] * s if loss == "squared" else 0),
-        "activations": m * sum(hidden) * s,
-        "outputs": m * sum(n[1:]) * s,
-        "multiplier": m * n[L] * s,
-        "woodbury": m * sum(n[l + 1] for l in range(1, L) if n[l + 1] < n[l]) * s,
-        "weights": sum(n[l] * n[l - 1] for l in range(1, L + 1)) * s,
-        "reduce": sum(n[l] * n[l - 1] + (n[l - 1] ** 2 if l > 1 else 0) for l in range(1, L + 1))
-        * s,
-        "input_factor": n[0] ** 2 * f8 * (2 if ridge_decay else 1),
+        "labels": m * 8 + losses.get(loss).target_bytes(m, n[L], s),
+        **{k: solver[k] for k in ("activations", "outputs", "multiplier", "woodbury")},
+        **{k: solver[k] for k in ("weights", "reduce", "input_factor")},
         "test": n_test_local * (n[0] * s + 8),
     }
-    narrow = s < f8  # float32 solves convert back to dtype: one more copy
-    solve = max(
-        n[l] * n[l - 1] * (f8 + s + (s if narrow else 0)) + n[l - 1] ** 2 * f8
-        for l in range(1, L + 1)
-    )
-    a_update = 0
-    for l in range(1, L):
-        k = min(n[l], n[l + 1])
-        a_update = max(a_update, n[l + 1] * n[l] * f8 + k * k * (f8 + (s if narrow else 0)))
+    temporaries = Solver.transient_bytes(n, dtype)
     widest = max(n)
     rows = min(PREDICT_BLOCK, n_test_local)
     evaluate = (rows * 2 * widest * s + n_test_local * (n[L] * s + 8 + 1)) if n_test_local else 0
     features = min(PREDICT_BLOCK, m) * 2 * max(n[1:L], default=0) * s
-    refitting = parts["weights"] + max(solve, features) if refit else 0
+    refitting = parts["weights"] + max(temporaries["solve"], features) if refit else 0
     deskewing = 0
     if deskew:
         deskewing = min(MOMENT_BLOCK, m) * n[0] * f8 + SCRATCH_PER_IMAGE * m * f8
@@ -130,9 +112,7 @@ def memory_breakdown(
         )
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
-        n[0] ** 2 * (s + f8),
-        solve,
-        a_update,
+        *temporaries.values(),
         evaluate,
         refitting,
         deskewing,

@@ -1,95 +1,98 @@
-"""Named configurations of :class:`admm.ADMMNetwork` (``--preset`` of the program).
+"""Named configurations (``--preset`` of the program): overrides of the parameter table.
 
-Each preset is a dict of ``ADMMNetwork`` keyword arguments; a library user
-writes ``ADMMNetwork(layers, **admm.PRESETS["best"], comm=comm)``. Keys not in
-a preset keep the class defaults. What happens around ``fit`` is kept apart,
-so that every preset stays valid constructor arguments: ``PRESET_ITERATIONS``
-is the number of iterations each was measured with (``docs/accuracy-study.md``)
-and ``PRESET_REFIT`` whether :meth:`ADMMNetwork.refit` follows the last one
-(``--refit``). A library user applies both::
+Each preset names the options of :class:`admm.config.Config` it changes, the
+number of iterations it was measured with and whether the forward refit
+(:meth:`ADMMNetwork.refit`, ``--refit``) follows the last one. Options it
+does not name keep the table's defaults, which are the published
+configuration. A library user writes::
 
     net = ADMMNetwork(layers, **admm.PRESETS["best"], comm=comm)
     net.fit(X, y, iterations=admm.PRESET_ITERATIONS["best"])
     if admm.PRESET_REFIT["best"]:
         net.refit()
+
+This module imports nothing heavy (``import admm`` reads it before the
+training program has set the BLAS threads); the tests check every preset
+against the table.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-#: ``talk``: the published configuration (ADMM.md, the talk), exactly the class
-#: defaults: hard sigmoid, hinge, beta 0.2, gamma 20, the 1e-6 relative ridge,
-#: 10 warm-up iterations before the output multiplier, no continuation, raw
-#: inputs. About 89% test accuracy on MNIST.
-#:
-#: ``best``: the best configuration of the accuracy study, chosen on a
-#: validation split of MNIST's training images (not the test set): deskewed
-#: images (each image sheared upright and its ink centred, LeCun et al.'s
-#: classical normalisation; it needs square images, so data that are not
-#: must add ``deskew=False`` / ``--no-deskew``), centred inputs, a relative
-#: ridge falling from 1e-2 to 2e-3 by iteration 70 (a strong ridge trains
-#: fast early, a weaker one fits 50,000 images better), every beta and gamma
-#: starting at 1 and growing x1.03 per iteration up to 30, no output
-#: multiplier (it made the fit decay once it started), inertia 0.3 and the
-#: backward sweep (about 1.5 times the time per iteration). On the
-#: validation split, after the refit: 98.00% with deskewing, 96.42%
-#: without. 98.05% test accuracy on MNIST (all 60,000 training
-#: images) after 100 iterations, 98.16% after the forward refit that
-#: ``PRESET_REFIT`` adds; 96.29% / 96.55% on raw pixels
-#: (``docs/accuracy-study.md``).
-PRESETS: dict[str, dict[str, Any]] = {
-    "talk": {
-        "activation": "hardsigmoid",
-        "loss": "hinge",
-        "beta": 0.2,
-        "gamma": 20.0,
-        "rho": None,
-        "rho_relative": 1e-6,
-        "rho_final": 1.0,
-        "rho_decay_iterations": 0,
-        "inertia": 0.0,
-        "backward_sweep": False,
-        "warmup": 10,
-        "multiplier": True,
-        "beta_growth": 1.0,
-        "gamma_growth": 1.0,
-        "beta_max": None,
-        "gamma_max": None,
-        "center": False,
-        "deskew": False,
-    },
-    "best": {
-        "activation": "hardsigmoid",
-        "loss": "hinge",
-        "beta": 1.0,
-        "gamma": 1.0,
-        "rho": None,
-        "rho_relative": 1e-2,
-        "rho_final": 0.2,
-        "rho_decay_iterations": 70,
-        "inertia": 0.3,
-        "backward_sweep": True,
-        "warmup": 10,
-        "multiplier": False,
-        "beta_growth": 1.03,
-        "gamma_growth": 1.03,
-        "beta_max": 30.0,
-        "gamma_max": 30.0,
-        "center": True,
-        "deskew": True,
-    },
-}
+__all__ = ["PRESETS", "PRESET_ITERATIONS", "PRESET_REFIT", "Preset"]
 
-#: Iterations each preset was measured with; ``--preset`` sets ``--iterations``
-#: to it unless the flag is given.
-PRESET_ITERATIONS: dict[str, int] = {"talk": 100, "best": 100}
 
-#: Whether each preset ends with the forward refit of the weights
-#: (:meth:`ADMMNetwork.refit`, ``--refit``; ``--preset`` sets the flag unless
-#: ``--refit`` or ``--no-refit`` is given). ``talk`` stays the published
-#: configuration; ``best`` gained 0.2 to 0.4 points of validation accuracy
-#: from it (8 runs on 10,000 MNIST training images) and 0.1 to 0.33 points
-#: of test accuracy on full MNIST (98.05 -> 98.16% with the preset, 96.29 ->
-#: 96.55% with it on raw pixels).
-PRESET_REFIT: dict[str, bool] = {"talk": False, "best": True}
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration: ``options`` override the table's defaults."""
+
+    name: str
+    #: What it is and which data it suits, one sentence (``--help``).
+    summary: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Iterations it was measured with; ``--preset`` sets ``--iterations``.
+    iterations: int = 100
+    #: Whether the forward refit follows; ``--preset`` sets ``--refit``.
+    refit: bool = False
+
+
+_PRESETS = (
+    # The published configuration (ADMM.md, the talk) is the table's defaults:
+    # hard sigmoid, hinge, beta 0.2, gamma 20, the 1e-6 relative ridge, 10
+    # warm-up iterations before the output multiplier, no continuation, raw
+    # inputs. About 89% test accuracy on MNIST.
+    Preset("talk", "the published one (the defaults shown here)"),
+    # The best configuration of the accuracy study, chosen on a validation
+    # split of MNIST's training images (not the test set): deskewed images
+    # (each image sheared upright and its ink centred, LeCun et al.'s
+    # classical normalisation; it needs square images, so data that are not
+    # must add deskew=False / --no-deskew), centred inputs, a relative ridge
+    # falling from 1e-2 to 2e-3 by iteration 70 (a strong ridge trains fast
+    # early, a weaker one fits 50,000 images better), every beta and gamma
+    # starting at 1 and growing x1.03 per iteration up to 30, no output
+    # multiplier (it made the fit decay once it started), inertia 0.3 and the
+    # backward sweep (about 1.5 times the time per iteration). On the
+    # validation split, after the refit: 98.00% with deskewing, 96.42%
+    # without. 98.05% test accuracy on MNIST (all 60,000 training images)
+    # after 100 iterations, 98.16% after the forward refit; 96.29% / 96.55%
+    # on raw pixels (docs/accuracy-study.md). The refit gained 0.2 to 0.4
+    # points of validation accuracy in 8 runs on 10,000 MNIST images.
+    Preset(
+        "best",
+        "the best of docs/accuracy-study.md (deskewed, centred inputs, ridge 1e-2 -> 2e-3 by "
+        "iteration 70, penalties 1 -> x1.03 per iteration -> 30, no output multiplier, "
+        "inertia 0.3, backward sweep, 100 iterations, --refit)",
+        {
+            "beta": 1.0,
+            "gamma": 1.0,
+            "rho_relative": 1e-2,
+            "rho_final": 0.2,
+            "rho_decay_iterations": 70,
+            "inertia": 0.3,
+            "backward_sweep": True,
+            "multiplier": False,
+            "beta_growth": 1.03,
+            "gamma_growth": 1.03,
+            "beta_max": 30.0,
+            "gamma_max": 30.0,
+            "center": True,
+            "deskew": True,
+        },
+        iterations=100,
+        refit=True,
+    ),
+)
+
+#: Every preset by name.
+PRESET_RECORDS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+
+#: The options each preset overrides: ``ADMMNetwork(layers, **PRESETS[name])``.
+PRESETS: dict[str, dict[str, Any]] = {p.name: dict(p.options) for p in _PRESETS}
+
+#: Iterations each preset was measured with (``docs/accuracy-study.md``).
+PRESET_ITERATIONS: dict[str, int] = {p.name: p.iterations for p in _PRESETS}
+
+#: Whether each preset ends with the forward refit of the weights.
+PRESET_REFIT: dict[str, bool] = {p.name: p.refit for p in _PRESETS}

@@ -53,24 +53,26 @@ import numpy as np
 
 from . import _mpi
 from ._files import unwritable_reason
+from .activations import names as activation_names
 from .checkpoint import (
     array_sha256,
     check_writable_dir,
     load_checkpoint,
-    optional_config,
     save_checkpoint,
 )
+from .config import DTYPES
 from .data import load_dataset, locate
+from .losses import names as loss_names
 from .metrics import MB, MetricsWriter, memory_breakdown, peak_rss_bytes
 from .network import (
-    ACTIVATIONS,
     BLOCK_SIZE,
-    DTYPES,
-    LOSSES,
     RHO_RELATIVE,
     ADMMNetwork,
     NumericalError,
 )
+
+ACTIVATIONS = activation_names()
+LOSSES = loss_names()
 from .preprocessing import image_side
 from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 
@@ -734,42 +736,13 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
 
     config = {
         "layers": list(net.layers),
-        "activation": net.activation,
-        "loss": net.loss,
-        "beta": list(net.beta),
-        "gamma": list(net.gamma),
-        "rho": None if net.rho is None else list(net.rho),
-        "warmup": net.warmup,
-        "rho_relative": net.rho_relative,
-        "multiplier": net.multiplier,
-        "beta_growth": net.beta_growth,
-        "gamma_growth": net.gamma_growth,
-        "beta_max": None if net.beta_max is None else list(net.beta_max),
-        "gamma_max": None if net.gamma_max is None else list(net.gamma_max),
-        "center": net.center,
-        "dtype": net.dtype.name,
-        "seed": net.seed,
-        # Part of the trajectory: a resume must sum the same way.
-        "deterministic": net.deterministic,
-        "block_size": net.block_size,
+        **net.config.run_config(len(net.layers) - 1),
         # The data set itself is identified by each rank's block checksum
         # (rank_info), so a moved or renamed file can still be resumed.
         "n_train": dataset.n_train,
         "n_features": dataset.n_features,
         "n_classes": dataset.n_classes,
     }
-    config.update(
-        optional_config(
-            {
-                "rho_final": net.rho_final,
-                # Without a decay its length plays no part in the trajectory.
-                "rho_decay_iterations": net.rho_decay_iterations if net.rho_final != 1.0 else 0,
-                "inertia": net.inertia,
-                "backward_sweep": net.backward_sweep,
-                "deskew": net.deskew,
-            }
-        )
-    )
     rank_info: dict[str, Any] = {}
     if args.checkpoint is not None or args.resume is not None:
         rank_info = {

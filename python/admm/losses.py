@@ -1,0 +1,164 @@
+"""Output losses as pluggable parts, and their registry.
+
+A loss ``C(z_L, Y)`` is one object: how training targets are checked and
+stored (:meth:`Loss.targets`), its exact output update fused with the
+multiplier update (updates (5) and (6) of ``docs/method.md``,
+:meth:`Loss.update`), which also returns its objective term, and how the
+network's outputs become predictions (:meth:`Loss.predict`). The update acts
+in place on arrays of samples in rows and runs row by row, so
+:func:`admm._threads.rowwise` can split it over threads.
+
+To add a loss: write its compiled kernel (``admm_core``), a class here
+registered with :func:`register`, and its tests. The solver, the program's
+``--loss`` choices and the model files find it by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from admm_core import output_hinge_update, output_squared_update
+
+__all__ = ["Loss", "get", "names", "register", "summary"]
+
+_REGISTRY: dict[str, type[Loss]] = {}
+
+
+class Loss:
+    """An output loss with an exact output update (base class)."""
+
+    #: The name in ``ADMMNetwork(loss=...)``, ``--loss`` and model files.
+    name: ClassVar[str]
+    #: For ``--help``: what it fits.
+    description: ClassVar[str]
+
+    @classmethod
+    def from_options(cls, options: Any) -> Loss:
+        """The loss for a :class:`admm.config.Config` (parameters, if any)."""
+        return cls()
+
+    def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+        """The training targets of ``m`` samples as the update reads them,
+        checked (``ValueError`` naming the problem). Local."""
+        raise NotImplementedError
+
+    def encode_labels(self, labels: np.ndarray, n_out: int, dtype: np.dtype) -> np.ndarray:
+        """Training targets from integer class labels ``(m,)`` (the program's data)."""
+        return labels
+
+    def target_bytes(self, m: int, n_out: int, itemsize: int) -> int:
+        """Bytes of the targets beyond the ``(m,)`` int64 labels (memory model)."""
+        return 0
+
+    def update(
+        self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
+    ) -> tuple[float, float, float]:
+        """Updates (5) and (6) in place on ``(m, n_L)`` arrays: ``z`` holds
+        ``W_L a_{L-1}`` on entry and ``argmin_z C(z, Y) + <z, lam> + beta ||z - W_L a_{L-1}||^2``
+        on exit; with ``multiplier``, ``lam += beta (z - W_L a_{L-1})``. Returns
+        ``(C(z, Y), <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``."""
+        raise NotImplementedError
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        """Class labels ``(m,)`` int64 from the outputs ``(m, n_L)``: the arg-max
+        (one output: ``> 0.5``)."""
+        if scores.shape[1] == 1:
+            return (scores[:, 0] > 0.5).astype(np.int64)
+        return np.argmax(scores, axis=1).astype(np.int64)
+
+    def labels(self, y: Any, n_out: int) -> np.ndarray:
+        """The class labels of ``y`` for scoring: labels ``(m,)`` as given, or
+        the arg-max (one output: ``> 0.5``) of a target array ``(m, n_out)``."""
+        y = np.asarray(y)
+        if y.ndim == 2:
+            if y.shape[1] != n_out:
+                raise ValueError(f"targets must have {n_out} columns, got shape {y.shape}")
+            return (y[:, 0] > 0.5).astype(np.int64) if n_out == 1 else np.argmax(y, axis=1)
+        if y.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+        return y.astype(np.int64)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def register(cls: type[Loss]) -> type[Loss]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+@register
+class Hinge(Loss):
+    """One-vs-rest hinge on integer labels: ``C(z, 1) = max(0, 1 - z)``, ``C(z, 0) = max(0, z)``."""
+
+    name = "hinge"
+    description = "one-vs-rest hinge on the labels"
+
+    def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape != (m,):
+            raise ValueError(f"y must hold {m} class labels, got shape {y.shape}")
+        if y.size and not np.issubdtype(y.dtype, np.integer):
+            if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
+                raise ValueError("y must hold integer class labels")
+        if y.size and (y.min() < 0 or y.max() >= n_out):
+            raise ValueError(
+                f"y holds labels outside 0..{n_out - 1} "
+                f"(min {y.min()}, max {y.max()}) for {n_out} outputs"
+            )
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    def update(
+        self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
+    ) -> tuple[float, float, float]:
+        return output_hinge_update(z, lam, targets, beta, multiplier)
+
+
+@register
+class Squared(Loss):
+    """Least squares ``C(z, y) = (z - y)^2`` on a target array ``(m, n_L)``."""
+
+    name = "squared"
+    description = "least squares on one-hot targets"
+
+    def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape != (m, n_out):
+            raise ValueError(f"y must be a target array of shape {(m, n_out)}, got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    def encode_labels(self, labels: np.ndarray, n_out: int, dtype: np.dtype) -> np.ndarray:
+        return np.eye(n_out, dtype=dtype)[labels]
+
+    def target_bytes(self, m: int, n_out: int, itemsize: int) -> int:
+        return m * n_out * itemsize
+
+    def update(
+        self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
+    ) -> tuple[float, float, float]:
+        return output_squared_update(z, lam, targets, beta, multiplier)
+
+
+def names() -> tuple[str, ...]:
+    """The registered losses' names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def summary() -> str:
+    """Every loss's description, for ``--help``."""
+    texts = [cls.description for cls in _REGISTRY.values()]
+    return ", ".join(texts[:-1]) + ", or " + texts[-1] if len(texts) > 1 else texts[0]
+
+
+def get(name: str, options: Any = None) -> Loss:
+    """The loss called ``name``, with its parameters from ``options``."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; expected one of {names()}") from None
+    return cls.from_options(options)
