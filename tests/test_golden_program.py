@@ -9,6 +9,11 @@ memory, the data file's path), and the same weights bit for bit; and the
 "full" run resumed from a copy of that checkpoint must end on the same
 weights as the uninterrupted one.
 
+``tests/golden/program-flags.json`` (written by running this file, on the
+same code as the transcripts) holds every flag with its group, default,
+choices and help, the values parsed from a few command lines (presets
+applied) and the usage errors of a few bad ones.
+
 Bits are only comparable within one OpenBLAS kernel family (its kernels
 round differently), so on a host whose family has no golden folder only the
 structure (lines, keys, exit status) is compared, and the weights with a
@@ -211,3 +216,80 @@ def test_resume_other_family(tmp_path):
     if SAME_FAMILY:
         pytest.skip(SAME)
     check_resume(tmp_path, exact=False)
+
+
+# ------------------------------------------------------------ the flags
+
+#: Command lines whose parsed values (presets applied) are recorded.
+ARGVS = (
+    [],
+    ["--preset", "best"],
+    ["--preset", "best", "--beta", "0.5", "--no-refit", "--iterations", "7"],
+    ["--beta", "0.5,1,2", "--rho", "1e-3", "--rho-final", "0.5", "--rho-decay-iterations", "4"],
+    ["--layers", "16,12,4", "--dtype", "float32", "--deterministic", "--tol", "1e-4"],
+)
+#: Bad command lines whose one-line usage errors are recorded.
+BAD_ARGVS = (
+    ["--beta", "0"],
+    ["--gamma", "1,x"],
+    ["--layers", "16"],
+    ["--warmup", "-1"],
+    ["--iterations", "0"],
+    ["--rho-final", "1.5"],
+    ["--rho-final", "0.5"],
+    ["--inertia", "1"],
+    ["--beta-growth", "0.9"],
+    ["--tol", "nan"],
+)
+# (Not argparse's own messages, such as an invalid choice: their wording
+# changes between Python versions.)
+FLAGS = GOLDEN / "program-flags.json"
+
+
+def flags_record() -> dict:
+    """Every flag of ``python -m admm.train`` (group, names, type, default, choices,
+    help) and the values parsed from :data:`ARGVS`, as JSON-able data."""
+    from admm.train import UsageError, build_parser, parse_args
+
+    parser = build_parser()
+    flags = []
+    for group in parser._action_groups:
+        for action in group._group_actions:
+            flags.append(
+                {
+                    "group": group.title,
+                    "flags": action.option_strings,
+                    "dest": action.dest,
+                    "default": repr(action.default),
+                    "choices": None if action.choices is None else list(action.choices),
+                    "nargs": action.nargs,
+                    "metavar": action.metavar,
+                    # Python < 3.14's BooleanOptionalAction appends this itself.
+                    "help": (action.help or "").replace(" (default: %(default)s)", ""),
+                }
+            )
+    parsed = [
+        {key: repr(value) for key, value in sorted(vars(parse_args(argv)).items())}
+        for argv in ARGVS
+    ]
+    errors = []
+    for argv in BAD_ARGVS:
+        with pytest.raises(UsageError) as exc:
+            parse_args(argv)
+        errors.append(str(exc.value))
+    return {
+        "prog": parser.prog,
+        "description": parser.description,
+        "flags": flags,
+        "parsed": parsed,
+        "errors": errors,
+    }
+
+
+def test_flags_as_recorded():
+    assert flags_record() == json.loads(FLAGS.read_text())
+
+
+if __name__ == "__main__":
+    # Record the flags (only on the code the others are held to).
+    FLAGS.write_text(json.dumps(flags_record(), indent=1) + "\n")
