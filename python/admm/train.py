@@ -52,6 +52,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import _mpi
+from ._checks import deskew_mismatch, width_mismatch
 from ._files import unwritable_reason
 from .checkpoint import (
     array_sha256,
@@ -71,7 +72,6 @@ from .network import (
     ADMMNetwork,
     NumericalError,
 )
-from .preprocessing import image_side
 from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 
 DEFAULT_LAYERS = (784, 500, 500, 10)
@@ -473,36 +473,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "(the iteration by which the ridge has fallen to it)"
         )
     return args
-
-
-def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> str | None:
-    """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes``, or None."""
-    problems = []
-    if layers[0] != n_features:
-        problems.append(f"{layers[0]} inputs but the data has {n_features} features")
-    if layers[-1] != n_classes:
-        problems.append(f"{layers[-1]} outputs but the data has {n_classes} classes")
-    if not problems:
-        return None
-    suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], n_classes))
-    return (
-        f"layers {','.join(map(str, layers))} have {' and '.join(problems)} "
-        f"(e.g. --layers {suggestion})"
-    )
-
-
-def deskew_mismatch(deskew: bool, n_features: int) -> str | None:
-    """Why ``--deskew`` cannot apply to data of ``n_features``, or None."""
-    if not deskew:
-        return None
-    try:
-        image_side(n_features)
-    except ValueError:
-        return (
-            f"--deskew (part of --preset best) needs square images stored row by row, but "
-            f"the data has {n_features} features, not a perfect square: add --no-deskew"
-        )
-    return None
 
 
 def check_output_file(path: str, flag: str) -> str | None:
