@@ -12,7 +12,8 @@ weights as the uninterrupted one.
 ``tests/golden/program-flags.json`` (written by running this file, on the
 same code as the transcripts) holds every flag with its group, default,
 choices and help, the values parsed from a few command lines (presets
-applied) and the usage errors of a few bad ones.
+applied) and the usage errors of a few bad ones; ``program-failures.json``
+the exit status and messages of runs that fail (bad input, an overflow).
 
 Bits are only comparable within one OpenBLAS kernel family (its kernels
 round differently), so on a host whose family has no golden folder only the
@@ -290,6 +291,79 @@ def test_flags_as_recorded():
     assert flags_record() == json.loads(FLAGS.read_text())
 
 
+# ---------------------------------------------------------- the failures
+
+_COMMON = ["--data", "{data}", "--layers", "16,12,8,4", "--warmup", "2", "--iterations", "3"]
+#: Runs that fail: bad input (exit status 2) and a numerical failure (3).
+#: ``{data}`` is tests/golden/data.npz; ``{tmp}`` the run's folder, which also
+#: holds the data of :func:`derived_data`.
+FAILURES = {
+    "layers_mismatch": ["--data", "{data}", "--layers", "10,4"],
+    "not_square_for_deskew": ["--data", "{tmp}/f20.npz", "--layers", "20,4", "--deskew"],
+    "missing_data": ["--data", "{tmp}/nope.npz", "--layers", "16,4"],
+    "save_folder_missing": [*_COMMON, "--save", "no/such/dir/model.npz"],
+    "metrics_is_a_folder": [*_COMMON, "--metrics", "."],
+    "checkpoint_is_a_file": [*_COMMON, "--checkpoint", "{data}"],
+    "bad_value": [*_COMMON, "--beta", "-1"],
+    "beta_per_layer_count": [*_COMMON, "--beta", "0.5,1"],
+    "resume_missing": [*_COMMON, "--resume", "nothing-here"],
+    "overflow": [
+        "--data", "{tmp}/huge.npz", "--layers", "16,8,4", "--activation", "relu", "--loss",
+        "squared", "--beta", "1e30", "--gamma", "1e30", "--rho", "1", "--warmup", "3",
+        "--iterations", "8", "--checkpoint", "ck", "--checkpoint-every", "1", "--save",
+        "model.npz", "--metrics", "run.jsonl",
+    ],
+}  # fmt: skip
+FAILURES_FILE = GOLDEN / "program-failures.json"
+
+
+def derived_data(folder: Path) -> None:
+    """Data made from tests/golden/data.npz: 20 features (not a square image) and
+    entries near 1e150 (the third multiplier update overflows)."""
+    with np.load(DATA) as f:
+        d = dict(f)
+    wide = {k: np.hstack([d[k], d[k][:, :4]]) for k in ("X_train", "X_test")}
+    np.savez(folder / "f20.npz", **{**d, **wide})
+    huge = {k: d[k] * 1e150 for k in ("X_train", "X_test")}
+    np.savez(folder / "huge.npz", **{**d, **huge})
+
+
+def failure_record(name: str, folder: Path) -> dict:
+    """Exit status, stdout, stderr and last metrics event of failing run ``name``
+    in ``folder``, with paths and every decimal number of stdout masked."""
+    derived_data(folder)
+    args = [a.format(data=DATA, tmp=folder) for a in FAILURES[name]]
+    env = {"OPENBLAS_NUM_THREADS": "1", "ADMM_NUM_THREADS": "1"}
+    proc = run_mpi(
+        2, ["-m", "admm.train", *args], timeout=TIMEOUT, env=env, cwd=folder, check=False
+    )
+
+    def clean(text: str) -> list[str]:
+        return masked(text.replace(str(folder), "<tmp>"), str(DATA), exact=False)
+
+    metrics = folder / "run.jsonl"
+    last = read_metrics(metrics)[-1] if metrics.exists() else None
+    return {
+        "status": proc.returncode,
+        "stdout": clean(proc.stdout),
+        "stderr": clean(proc.stderr),
+        "last_event": last,
+    }
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", FAILURES)
+def test_failure_as_recorded(name, tmp_path):
+    assert failure_record(name, tmp_path) == json.loads(FAILURES_FILE.read_text())[name]
+
+
 if __name__ == "__main__":
-    # Record the flags (only on the code the others are held to).
+    # Record the flags and the failures (only on the code the others are held to).
+    import tempfile
+
     FLAGS.write_text(json.dumps(flags_record(), indent=1) + "\n")
+    failures = {}
+    for name in FAILURES:
+        with tempfile.TemporaryDirectory() as folder:
+            failures[name] = failure_record(name, Path(folder))
+    FAILURES_FILE.write_text(json.dumps(failures, indent=1) + "\n")
