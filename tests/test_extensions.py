@@ -184,7 +184,7 @@ def test_decaying_ridge_reduces_the_input_gram_once(rng, monkeypatch):
         ({"rho_final": float("nan")}, r"rho_final must be a number in \(0, 1\]"),
         ({"rho_decay_iterations": -1}, "rho_decay_iterations must be a non-negative"),
         ({"rho_decay_iterations": 2.0}, "rho_decay_iterations must be a non-negative"),
-        ({"rho_final": 0.5}, "needs rho_decay_iterations >= 1"),
+        ({"rho_final": 0.5}, "needs rho_decay_iterations of at least 1"),
         ({"inertia": 1.0}, r"inertia must be a number in \[0, 1\)"),
         ({"inertia": -0.1}, r"inertia must be a number in \[0, 1\)"),
         ({"inertia": True}, r"inertia must be a number in \[0, 1\)"),

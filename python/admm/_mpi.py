@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -35,6 +35,32 @@ def _load_mpi() -> Any:
             f"site MPI ({exc})"
         ) from exc
     return MPI
+
+
+T = TypeVar("T")
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line text of ``exc`` that an agreed error shows. Local.
+
+    A ``ValueError`` or ``OSError`` says what is wrong in its own words (bad
+    input, a missing file); any other exception is unexpected there, so its
+    type name comes first.
+    """
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, ValueError | OSError):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def attempt(action: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run ``action``; return its value and None, or None and its error's
+    :func:`error_message`. Local: for the checks that a rank gathers before
+    :meth:`Communicator.raise_if_any` agrees on them."""
+    try:
+        return action(), None
+    except Exception as exc:  # reported to every rank by raise_if_any
+        return None, error_message(exc)
 
 
 def world_rank() -> int:
@@ -127,6 +153,22 @@ class Communicator:
             error = exc_type("; ".join(f"rank {r}: {m}" for r, m in failed))
         error.admm_all_ranks = True  # type: ignore[attr-defined]
         raise error
+
+    def agreed(self, action: Callable[[], T], exc_type: type[Exception] = ValueError) -> T:
+        """``action()`` on every rank; an exception on any rank raises on all. Collective.
+
+        Returns ``action()``'s value. When it raises (an ``Exception``) on one
+        or more ranks, every rank raises ``exc_type`` with the failed
+        ranks' :func:`error_message` (see :meth:`raise_if_any`), so a problem
+        that only some ranks meet (a full disk on rank 0, a bad data block)
+        ends every rank with one message instead of leaving the others
+        waiting in the next collective.
+        """
+        value, message = attempt(action)
+        # Raised here, outside attempt's except, so the agreed error carries no
+        # one rank's exception as its context (--debug shows it alone).
+        self.raise_if_any(message, exc_type)
+        return cast(T, value)
 
     def barrier(self) -> None:
         """Wait for every rank. Collective."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,14 +216,18 @@ class PerLayer(Constraint):
         ]
         return values[0] if len(values) == 1 else values
 
-    def resolve(self, name: str, value: Any, layers: int) -> tuple[float, ...] | None:
-        """One value per layer of this kind, ``layers`` weight layers in all."""
+    def resolve(
+        self, name: str, value: Any, layers: int, given: Any = None
+    ) -> tuple[float, ...] | None:
+        """One value per layer of this kind, ``layers`` weight layers in all
+        (``given``: the value as the user wrote it, for the message)."""
         count = layers if self.kind == "weights" else layers - 1
         if value is None:
             return None
         values = (value,) if isinstance(value, float) else tuple(value)
         if len(values) not in (1, count):
-            raise ValueError(f"{name} must be a scalar or {count} values, got {value!r}")
+            shown = value if given is None else given
+            raise ValueError(f"{name} must be a scalar or {count} values, got {shown!r}")
         return values * count if len(values) == 1 else values
 
 
@@ -313,7 +318,8 @@ def option(
     return field(default=default, metadata=meta)
 
 
-def _floats(value: Any) -> str:
+def format_floats(value: Any) -> str:
+    """``0.2``, ``1,2,3`` or ``auto`` (None): an option as the run header prints it."""
     if value is None:
         return "auto"
     if isinstance(value, float | int):
@@ -330,7 +336,7 @@ def _ridge(c: Config) -> str:
 
 def _continuation(c: Config) -> str:
     def cap(value: Any) -> str:
-        return "no cap" if value is None else _floats(value)
+        return "no cap" if value is None else format_floats(value)
 
     if c.beta_growth == 1.0 and c.gamma_growth == 1.0:
         return "continuation none"
@@ -365,13 +371,13 @@ class Config:
         0.2,
         PerLayer("weights", metavar="B[,B...]"),
         "weight of each constraint z_l = W_l a_{l-1}: one value, or one per weight layer",
-        header=Header(2, 1, lambda c: f"beta {_floats(c.beta)}"),
+        header=Header(2, 1, lambda c: f"beta {format_floats(c.beta)}"),
     )
     gamma: float | tuple[float, ...] = option(
         20.0,
         PerLayer("hidden", metavar="G[,G...]"),
         "weight of each constraint a_l = h(z_l): one value, or one per hidden layer",
-        header=Header(2, 2, lambda c: f"gamma {_floats(c.gamma)}"),
+        header=Header(2, 2, lambda c: f"gamma {format_floats(c.gamma)}"),
     )
     rho: float | tuple[float, ...] | None = option(
         None,
@@ -380,7 +386,7 @@ class Config:
         "--rho-relative times the mean diagonal of each layer's Gram at initialisation",
         # A model file keeps the ridges used (rho_) under this name instead.
         model=False,
-        header=Header(2, 3, lambda c: f"rho {_floats(c.rho)}"),
+        header=Header(2, 3, lambda c: f"rho {format_floats(c.rho)}"),
     )
     rho_relative: float = option(
         RHO_RELATIVE,
@@ -519,12 +525,9 @@ class Config:
             object.__setattr__(self, f.name, value)
         if self.rho_final < 1.0 and self.rho_decay_iterations == 0:
             raise ValueError(
-                f"rho_final={self.rho_final!r} needs rho_decay_iterations >= 1 (the iteration "
-                "by which the ridge has fallen to it)"
+                f"rho_final {self.rho_final:g} needs rho_decay_iterations of at least 1 (the "
+                "iteration by which the ridge has fallen to it)"
             )
-        if self.deskew:
-            # Checked against the input width by ADMMNetwork (square images).
-            pass
 
     # ------------------------------------------------------------ reading
 
@@ -536,15 +539,16 @@ class Config:
         """Every option by name, in table order (constructor keywords)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def per_layer(self, name: str, layers: int) -> tuple[float, ...] | None:
+    def per_layer(self, name: str, layers: int, given: Any = None) -> tuple[float, ...] | None:
         """The per-layer option ``name`` with one value per layer, for ``layers``
         weight layers (``L`` values for weight layers, ``L - 1`` for hidden ones;
-        None for an unset optional one). Raises ``ValueError`` on a wrong count."""
+        None for an unset optional one). Raises ``ValueError`` on a wrong count,
+        showing ``given`` (the value as the user wrote it) when given."""
         constraint = _FIELDS[name].metadata["constraint"]
         assert isinstance(constraint, PerLayer)
         if constraint.kind == "hidden" and layers == 1:
             return None if constraint.optional else ()
-        return constraint.resolve(name, getattr(self, name), layers)
+        return constraint.resolve(name, getattr(self, name), layers, given)
 
     def describe(self, line: int) -> list[str]:
         """The run header's fragments of ``line`` (1 to 3), in order."""
@@ -661,6 +665,13 @@ def add_flags(group: Any) -> None:
             help=f.metadata["help"],
             **f.metadata["constraint"].flag_kwargs(),
         )
+
+
+def flag_names(message: str) -> str:
+    """``message`` with every option name written as its flag (``--rho-final``)."""
+    for f in dataclasses.fields(Config):
+        message = re.sub(rf"\b{f.name}\b", flag_name(f.name), message)
+    return message
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:

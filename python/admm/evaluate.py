@@ -16,9 +16,9 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from ._checks import width_mismatch
 from .data import load_dataset
 from .network import load
-from .train import width_mismatch
 
 PROG = "python -m admm.evaluate"
 

@@ -129,7 +129,7 @@ class ADMMNetwork:
         self.config = (config or Config()).replace(**options)
         n_weight = len(self.layers) - 1
         for name in _PER_LAYER:  # the counts need the layers
-            self.config.per_layer(name, n_weight)
+            self.config.per_layer(name, n_weight, options.get(name))
         if self.config.deskew:
             image_side(self.layers[0])  # raises unless the inputs can be square images
         self._activation = activations.get(self.config.activation, self.config)

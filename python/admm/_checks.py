@@ -1,0 +1,42 @@
+"""Whether a network fits a data set: the checks that the programs share.
+
+Plain functions of widths and flags, with no MPI and no import of the
+programs, so that :mod:`admm.evaluate` can use them without
+:mod:`admm.train` (which sets the BLAS environment when imported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .preprocessing import image_side
+
+
+def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> str | None:
+    """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes``, or None."""
+    problems = []
+    if layers[0] != n_features:
+        problems.append(f"{layers[0]} inputs but the data has {n_features} features")
+    if layers[-1] != n_classes:
+        problems.append(f"{layers[-1]} outputs but the data has {n_classes} classes")
+    if not problems:
+        return None
+    suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], n_classes))
+    return (
+        f"layers {','.join(map(str, layers))} have {' and '.join(problems)} "
+        f"(e.g. --layers {suggestion})"
+    )
+
+
+def deskew_mismatch(deskew: bool, n_features: int) -> str | None:
+    """Why ``--deskew`` cannot apply to data of ``n_features``, or None."""
+    if not deskew:
+        return None
+    try:
+        image_side(n_features)
+    except ValueError:
+        return (
+            f"--deskew (part of --preset best) needs square images stored row by row, but "
+            f"the data has {n_features} features, not a perfect square: add --no-deskew"
+        )
+    return None

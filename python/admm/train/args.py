@@ -1,0 +1,287 @@
+"""The command line of ``python -m admm.train``: flags, their types, the presets.
+
+Every rank parses the same command line, so a bad one raises the same
+:class:`UsageError` on every rank (no MPI abort). The flags of
+:class:`admm.ADMMNetwork`'s options are added by one function,
+:func:`add_network_flags`, and read back as the constructor's keywords by
+one, :func:`network_options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from .. import _mpi, config
+from ..presets import PRESET_ITERATIONS, PRESET_RECORDS, PRESET_REFIT, PRESETS
+from .stop import TOL_PATIENCE
+
+DEFAULT_LAYERS = (784, 500, 500, 10)
+PROG = "python -m admm.train"
+
+
+class UsageError(ValueError):
+    """A bad command line. Every rank parses the same one, so every rank
+    raises the same error, and the job ends without an MPI abort."""
+
+    admm_all_ranks = True
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that prints on rank 0 only and raises UsageError."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and _mpi.world_rank() == 0:
+            super()._print_message(message, file)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 from the command line."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 from the command line."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def _float_where(text: str, accept: Callable[[float], bool], what: str) -> float:
+    """A finite float from the command line for which ``accept`` holds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 from the command line."""
+    return _float_where(text, lambda v: v > 0, "a positive number")
+
+
+def positive_floats(text: str) -> float | list[float]:
+    """One positive float, or several separated by commas (one per layer)."""
+    values = [positive_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def growth_factor(text: str) -> float:
+    """A finite float >= 1 from the command line (continuation factor)."""
+    return _float_where(text, lambda v: v >= 1, "a number >= 1")
+
+
+def unit_fraction(text: str) -> float:
+    """A float in (0, 1] from the command line (the ridge's final fraction)."""
+    return _float_where(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def inertia_factor(text: str) -> float:
+    """A float in [0, 1) from the command line (the weights' extrapolation)."""
+    return _float_where(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def layer_widths(text: str) -> tuple[int, ...]:
+    """Layer widths ``n_0,n_1,...,n_L`` (at least two positive integers)."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) < 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least two positive integers separated by commas, got {text!r}"
+        )
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m admm.train``."""
+    p = _Parser(
+        prog=PROG,
+        description=(
+            "Train a fully connected network by ADMM (Taylor et al. 2016), data-parallel "
+            "over MPI: run under `mpiexec -n N`. The defaults reproduce the published "
+            "MNIST experiment: 784-500-500-10, hard sigmoid, hinge loss, beta 0.2, "
+            "gamma 20, 10 warm-up iterations, float64."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_data_flags(p.add_argument_group("data"))
+    n = p.add_argument_group("network and ADMM")
+    n.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="talk",
+        help="a named configuration (admm/presets.py): "
+        + ", ".join(f"{p.name} = {p.summary}" for p in PRESET_RECORDS.values())
+        + ". Flags given explicitly override the preset, in any order",
+    )
+    add_network_flags(n)
+    n.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="after the last iteration, re-solve every W_l as the ridge regression of the "
+        "state's z_l on the network's own forward features (ADMMNetwork.refit; a little "
+        "less work than one iteration): after the final checkpoint, so --resume continues "
+        "plain ADMM, and before --save and the final test accuracy; skipped when a signal "
+        "stops the run",
+    )
+    _add_stopping_flags(p.add_argument_group("stopping"))
+    _add_output_flags(p.add_argument_group("output"))
+    return p
+
+
+def _add_data_flags(d: argparse._ArgumentGroup) -> None:
+    """``--data`` and ``--data-dir``."""
+    d.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME|PATH.npz",
+        help="mnist, fashion-mnist, mnist-sample (the 6000-image MNIST sample shipped "
+        "with the package) or an .npz file with X_train (m, n_0), y_train (m,) and "
+        "optionally X_test, y_test; None: full MNIST when its files are found locally, "
+        "otherwise the embedded sample",
+    )
+    d.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="folder with the IDX files, searched before $ADMM_DATA_DIR and the user "
+        "cache (~/.cache/admm)",
+    )
+
+
+def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:
+    """``--iterations`` and ``--tol``."""
+    s.add_argument(
+        "--iterations",
+        type=positive_int,
+        default=100,
+        metavar="K",
+        help="total number of iterations (a resumed run continues up to K)",
+    )
+    s.add_argument(
+        "--tol",
+        type=positive_float,
+        default=None,
+        metavar="T",
+        help="stop once |f_i - f_{i-1}| / max(|f_{i-1}|, 1e-300) < T for "
+        f"{TOL_PATIENCE} consecutive iterations i, where f_i is the objective after "
+        "iteration i (counted from 1) and only pairs with i - 1 > --warmup count; "
+        "None: run all iterations",
+    )
+
+
+def _add_output_flags(o: argparse._ArgumentGroup) -> None:
+    """Where the run writes (metrics, model, checkpoints) and how it reports."""
+    o.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=1,
+        metavar="E",
+        help="test accuracy (and a progress line) every E iterations and at the last",
+    )
+    o.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE.jsonl",
+        help="write a JSON object per line: a start event with the configuration, one "
+        "per iteration, a done event",
+    )
+    o.add_argument(
+        "--save",
+        default=None,
+        metavar="MODEL.npz",
+        help="write the trained model (read by admm.load and admm.evaluate)",
+    )
+    o.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="keep the full ADMM state in DIR (created if needed) every --checkpoint-every "
+        "iterations and at the end",
+    )
+    o.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=10,
+        metavar="K",
+        help="checkpoint period in iterations",
+    )
+    o.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue from the checkpoint in DIR (same data, network and number of ranks)",
+    )
+    o.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
+
+
+def add_network_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--layers`` and a flag for every option of the parameter table
+    (:func:`admm.config.add_flags`: names, types, defaults and help all come
+    from :class:`admm.config.Config`)."""
+    parser.add_argument(
+        "--layers",
+        type=layer_widths,
+        default=",".join(map(str, DEFAULT_LAYERS)),
+        metavar="N0,N1,...,NL",
+        help="layer widths: input features, hidden widths, outputs (= number of classes)",
+    )
+    config.add_flags(parser)
+
+
+def network_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of ``ADMMNetwork(args.layers, **options)``: every option of
+    the parameter table among ``args``."""
+    return config.options_from_args(args)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line and apply ``--preset``. Local.
+
+    A preset sets every network flag (and ``--iterations`` and ``--refit``)
+    that is not given explicitly on the command line; an explicit flag wins
+    whatever its place relative to ``--preset``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Which flags were given: parse again with every default suppressed.
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        explicit = set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+    settings = {
+        **PRESETS[args.preset],
+        "iterations": PRESET_ITERATIONS[args.preset],
+        "refit": PRESET_REFIT[args.preset],
+    }
+    for key, value in settings.items():
+        if key not in explicit:
+            setattr(args, key, value)
+    try:  # the checks that involve several options (the flags checked each one)
+        config.Config(**network_options(args))
+    except ValueError as exc:
+        parser.error(config.flag_names(str(exc)))
+    return args

@@ -1,0 +1,310 @@
+"""What a run says: the header, a line per evaluated iteration, the summary,
+and the events of ``--metrics`` (start, one per iteration, error, done).
+
+Rank 0 prints and writes; the texts are built here from plain values, so
+that the run loop (:mod:`admm.train.run`) only decides when. The two parts
+that describe the network's options, :func:`describe_network` (the header's
+lines) and :func:`run_config` (the configuration a checkpoint must match),
+each read every option in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import format_floats
+from ..data import Dataset
+from ..metrics import MB, MetricsWriter
+from ..network import ADMMNetwork, NumericalError
+from .stop import RelativeChangeRule, Stop, signal_name
+
+#: The column titles above the progress lines.
+COLUMNS = f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_acc':>9}"
+
+
+@dataclass
+class Memory:
+    """The predicted memory per rank: the arrays of the largest block
+    (:func:`admm.metrics.memory_breakdown`, bytes by kind) and the largest
+    resident size before any data (interpreter, NumPy, MPI), over the ranks."""
+
+    breakdown: dict[str, int]
+    baseline: float
+
+    @property
+    def arrays(self) -> int:
+        """Bytes of the arrays."""
+        return sum(self.breakdown.values())
+
+    @property
+    def total_mb(self) -> float:
+        """The prediction in MB: arrays and baseline."""
+        return (self.arrays + self.baseline) / MB
+
+
+@dataclass
+class Outcome:
+    """How a run ended, for the done event and the summary.
+
+    ``start_iter`` is the iteration the run started from (that of a resumed
+    checkpoint), ``elapsed`` the training time of all iterations (seconds),
+    ``peak`` the largest resident size over the ranks (bytes); the accuracies
+    are on the whole test set (None: no test set); ``refit_time`` is the
+    refit's seconds when ``refitted``.
+    """
+
+    stop: Stop
+    reason: str
+    start_iter: int
+    accuracy: float | None
+    accuracy_before_refit: float | None
+    refit_time: float | None
+    refitted: bool
+    elapsed: float
+    peak: float
+
+
+def describe_network(net: ADMMNetwork, args: argparse.Namespace) -> list[str]:
+    """The header's lines on the network and its options (as printed): the
+    fragments of the parameter table (:meth:`admm.config.Config.describe`),
+    with the layers, the preset and the refit, which are the program's."""
+    line1, line2, line3 = (net.config.describe(line) for line in (1, 2, 3))
+    return [
+        "  " + ", ".join([f"layers {'-'.join(map(str, net.layers))}", *line1]),
+        "  " + ", ".join(line2),
+        f"  preset {args.preset}: "
+        + ", ".join([*line3, f"refit {'yes' if args.refit else 'no'}"]),
+    ]
+
+
+def run_config(net: ADMMNetwork, dataset: Dataset) -> dict[str, Any]:
+    """The configuration a checkpoint records and a resume must match:
+    everything that shapes the trajectory (the table's
+    :meth:`admm.config.Config.run_config`), and the data set's sizes."""
+    return {
+        "layers": list(net.layers),
+        **net.config.run_config(len(net.layers) - 1),
+        # The data set itself is identified by each rank's block checksum
+        # (rank_info), so a moved or renamed file can still be resumed.
+        "n_train": dataset.n_train,
+        "n_features": dataset.n_features,
+        "n_classes": dataset.n_classes,
+    }
+
+
+def header_lines(
+    args: argparse.Namespace,
+    net: ADMMNetwork,
+    dataset: Dataset,
+    samples: np.ndarray,
+    n_test: int,
+    blas_threads: int | None,
+    rule: RelativeChangeRule | None,
+    memory: Memory,
+) -> list[str]:
+    """What the run prints before training. ``samples``: every rank's number of
+    training samples; ``n_test``: the test samples in all (0: no test set);
+    ``blas_threads``: the BLAS threads per rank that the program set (None:
+    the user's or the BLAS's choice)."""
+    size = len(samples)
+    lines = [
+        f"admm.train: {size} rank{'s' if size > 1 else ''}, "
+        f"{int(samples.min())}-{int(samples.max())} training samples per rank "
+        f"({dataset.n_train} in all), {n_test} test samples",
+        f"  data: {dataset.name} ({dataset.source})",
+    ]
+    if blas_threads is not None:
+        lines.append(
+            f"  BLAS threads per rank: {blas_threads} (set by admm.train for the ranks "
+            "sharing this node's cores; set OPENBLAS_NUM_THREADS to choose)"
+        )
+    lines += describe_network(net, args)
+    if args.resume is not None:
+        lines.append(f"  resumed from {args.resume} at iteration {net.n_iter_}")
+    lines += [
+        f"  iterations {args.iterations}, "
+        f"stop {'on ' + rule.describe() if rule else 'at the iteration limit only'}",
+        f"  predicted memory per rank: {memory.total_mb:.1f} MB "
+        f"({memory.arrays / MB:.1f} MB of arrays + {memory.baseline / MB:.1f} MB interpreter "
+        "and libraries at start)",
+    ]
+    return lines
+
+
+def start_event(
+    args: argparse.Namespace,
+    config: dict[str, Any],
+    dataset: Dataset,
+    samples: np.ndarray,
+    n_test: int,
+    memory: Memory,
+) -> dict[str, Any]:
+    """The metrics' first event: the configuration, the data and the prediction."""
+    return {
+        "event": "start",
+        **config,
+        "rho": args.rho,
+        "tol": args.tol,
+        "iterations": args.iterations,
+        "eval_every": args.eval_every,
+        "ranks": len(samples),
+        "data": dataset.name,
+        "data_source": dataset.source,
+        "n_test": n_test,
+        "samples_per_rank": [int(v) for v in samples],
+        "predicted_bytes_per_rank": memory.arrays,
+        "predicted_breakdown": memory.breakdown,
+        "baseline_rss_mb": memory.baseline / MB,
+        "resume": args.resume,
+        # Not in config: the refit comes after the last checkpoint, so a
+        # run may be resumed with or without it.
+        "refit": args.refit,
+    }
+
+
+def iteration_event(record: dict[str, Any], peak: float) -> dict[str, Any]:
+    """The metrics' event of one iteration (``record``: the network's history
+    entry; ``peak``: the largest resident size over the ranks, bytes)."""
+    return {
+        "iteration": record["iteration"],
+        "time_s": record["time_s"],
+        "objective": record["objective"],
+        "residual": record["residual"],
+        "test_accuracy": record["val_accuracy"],
+        "peak_rss_mb": peak / MB,
+    }
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """The line of one iteration, under :data:`COLUMNS`."""
+    acc = record["val_accuracy"]
+    return (
+        f"{record['iteration']:6d} {record['time_s']:9.2f} {record['objective']:14.6e} "
+        f"{record['residual']:12.4e} {'-' if acc is None else f'{acc:.4f}':>9}"
+    )
+
+
+def error_event(exc: NumericalError, last_checkpoint: int) -> dict[str, Any]:
+    """The metrics' event of a numerical failure (``last_checkpoint``: -1 for none)."""
+    return {
+        "event": "error",
+        "error": "numerical",
+        "iteration": exc.iteration,
+        "layer": exc.layer,
+        "message": str(exc),
+        "last_checkpoint": last_checkpoint if last_checkpoint >= 0 else None,
+    }
+
+
+def done_event(
+    args: argparse.Namespace, net: ADMMNetwork, outcome: Outcome, memory: Memory
+) -> dict[str, Any]:
+    """The metrics' last event, also what :func:`admm.train.run` returns."""
+    stop = outcome.stop
+    return {
+        "event": "done",
+        "iterations": net.n_iter_,
+        "stop_reason": stop.key,
+        "signal": signal_name(stop.signum) if stop.signum else None,
+        "stop_rule": outcome.reason,
+        "final_test_accuracy": outcome.accuracy,
+        "refit": outcome.refitted,
+        "test_accuracy_before_refit": outcome.accuracy_before_refit,
+        "refit_time_s": outcome.refit_time,
+        "time_s": outcome.elapsed,
+        "peak_rss_mb": outcome.peak / MB,
+        "predicted_mb": memory.total_mb,
+        "rho": list(net.rho_ or ()),
+        "rho_last": list(_last_ridge(net)),
+        "model": args.save,
+        "checkpoint": args.checkpoint,
+    }
+
+
+def _last_ridge(net: ADMMNetwork) -> Sequence[float]:
+    return net.ridges(net.n_iter_ - 1) if net.rho_ is not None else ()
+
+
+def summary_lines(
+    args: argparse.Namespace, net: ADMMNetwork, outcome: Outcome, memory: Memory
+) -> list[str]:
+    """What the run prints after training."""
+    stop, accuracy = outcome.stop, outcome.accuracy
+    lines = [f"stopped by {outcome.reason} after iteration {net.n_iter_}"]
+    if outcome.refitted:
+        before = outcome.accuracy_before_refit
+        change = (
+            f"; test accuracy {before:.4f} -> {accuracy:.4f}"
+            if before is not None and accuracy is not None
+            else ""
+        )
+        lines.append(
+            "refit: every W_l re-solved on the forward features in "
+            f"{outcome.refit_time:.2f} s{change}"
+        )
+    elif args.refit:
+        lines.append(
+            f"refit skipped: stopped by {outcome.reason} "
+            "(a run resumed to its end with --refit refits)"
+        )
+    lines.append(
+        "final test accuracy: "
+        + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}")
+        + (" (refit weights)" if outcome.refitted else "")
+    )
+    elapsed, done_iters = outcome.elapsed, net.n_iter_ - outcome.start_iter
+    per_iter = f" ({elapsed / net.n_iter_:.3f} s per iteration)" if net.n_iter_ else ""
+    run_note = f", {done_iters} in this run" if outcome.start_iter else ""
+    lines.append(f"time to {stop.kind()}: {elapsed:.2f} s{per_iter}{run_note}")
+    if net.rho_final != 1.0 and net.n_iter_ > 0:
+        lines.append(
+            f"rho used: {format_floats(net.rho_)} at first, {format_floats(_last_ridge(net))} "
+            "at the last iteration"
+        )
+    else:
+        lines.append(f"rho used: {format_floats(net.rho_)}")
+    lines.append(
+        f"peak memory per rank: {outcome.peak / MB:.1f} MB (max over ranks; "
+        f"predicted {memory.total_mb:.1f} MB)"
+    )
+    if args.save is not None:
+        lines.append(f"model saved to {args.save}")
+    if args.checkpoint is not None:
+        lines.append(f"checkpoint of iteration {net.n_iter_} in {args.checkpoint}")
+    if stop.signum:
+        resume = (
+            f"continue with --resume {args.checkpoint}"
+            if args.checkpoint is not None
+            else "no --checkpoint: this run cannot be resumed"
+        )
+        lines.append(
+            f"interrupted by {signal_name(stop.signum)} after iteration {net.n_iter_}: "
+            f"{resume}; exit status {128 + stop.signum}"
+        )
+    return lines
+
+
+class Report:
+    """Prints on rank 0 and writes the metrics (rank 0's ``writer``, or None). Local."""
+
+    def __init__(self, rank: int, writer: MetricsWriter | None) -> None:
+        self.printing = rank == 0
+        self.writer = writer
+
+    def say(self, *lines: str, flush: bool = False) -> None:
+        """Print ``lines`` on rank 0."""
+        if self.printing:
+            for line in lines:
+                print(line, flush=flush)
+
+    def event(self, record: dict[str, Any], last: bool = False) -> None:
+        """Write ``record`` to the metrics, if any; ``last`` closes the file."""
+        if self.writer is not None:
+            self.writer.write(record)
+            if last:
+                self.writer.close()
