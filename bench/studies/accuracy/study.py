@@ -1,244 +1,115 @@
-"""Run named ADMM variants on MNIST and record accuracy by iteration (issue 5).
+"""Run named configurations of ``admm.ADMMNetwork`` on MNIST and record accuracy by iteration.
 
-Screening uses a random subset of the training images and a disjoint
-validation split, also from the training images; the test set is only read
-with ``--test``. One JSON line per run goes to ``--out``; ``--plot`` draws
-validation accuracy against iteration for every run in that file.
+The accuracy study of issue 5 (``docs/accuracy-study.md``). Screening uses
+a random subset of the training images and a disjoint validation split,
+also from the training images; the test set is only read with ``--test``.
+One JSON line per run goes to ``--out``; ``--plot`` draws validation
+accuracy against iteration for every run in that file.
 
-    OPENBLAS_NUM_THREADS=1 python bench/accuracy/study.py --configs talk bias \\
-        --train 10000 --val 5000 --iterations 40 --out bench/accuracy/screen.jsonl
+    OPENBLAS_NUM_THREADS=1 python -m bench.studies.accuracy.study --configs talk center \
+        --train 10000 --val 5000 --iterations 40 --out /tmp/screen.jsonl
 
 Run one configuration at a time on one core: the timings are per process.
+
+The study's rounds 1-6 ran a prototype outside the library
+(``bench/accuracy/variants.py``, retired with issue 14; it is in the
+history up to commit 99e7d7d). Its options that worked are now options of
+``ADMMNetwork``, and this driver trains the library: ``CONFIGS`` keeps the
+configurations the library can express, under the names they had, and
+leaves out those that needed prototype-only options (bias units, the
+squared hinge, random initialisation, hidden-layer multipliers, restarts,
+proximal weights, a ridge per layer, several or reversed backward passes).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import pickle
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import admm
 import numpy as np
+from admm.data import load_dataset
+from admm.network import NumericalError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from variants import Config, Variant
+from bench.common import MNIST_LAYERS, SHARED_MNIST
 
-TALK = Config()
-
-
-def _c(**kw) -> Config:
-    return dataclasses.replace(TALK, **kw)
+#: The published configuration: the class defaults (``admm.PRESETS["talk"]``).
+TALK: dict[str, Any] = dict(admm.PRESETS["talk"])
 
 
-def _cont(cap: float, **kw) -> Config:
+def _c(**kw: Any) -> dict[str, Any]:
+    """``TALK`` with ``kw`` changed: the keyword arguments of one ``ADMMNetwork``."""
+    return {**TALK, **kw}
+
+
+def _cont(cap: float, **kw: Any) -> dict[str, Any]:
     """Continuation: every beta and gamma starts at 1 and grows x1.1 per iteration up to cap."""
     return _c(
-        beta=(1.0,) * 3,
-        gamma=(1.0,) * 2,
-        beta_growth=1.1,
-        gamma_growth=1.1,
-        beta_max=(cap,) * 3,
-        gamma_max=(cap,) * 2,
-        **kw,
+        beta=1.0, gamma=1.0, beta_growth=1.1, gamma_growth=1.1, beta_max=cap, gamma_max=cap, **kw
     )
 
 
-CONFIGS: dict[str, Config] = {
+#: Round 4's base (centred, ridge 1e-2, every beta and gamma 1, no output
+#: multiplier) and ``--preset best`` without deskewing or decay (x1.03, cap 30).
+R4 = _c(center=True, rho_relative=1e-2, multiplier=False, beta=1.0, gamma=1.0)
+R4_BEST = {**R4, "beta_growth": 1.03, "gamma_growth": 1.03, "beta_max": 30.0, "gamma_max": 30.0}
+#: Round 5's decaying ridge: 1e-2 down to 2e-3 by iteration 70.
+R5 = {**R4_BEST, "rho_final": 0.2, "rho_decay_iterations": 70}
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # Round 1.
     "talk": TALK,
-    "taylor": _c(beta=(1.0,) * 3, gamma=(10.0,) * 2),
-    "bias": _c(bias=True),
+    "taylor": _c(beta=1.0, gamma=10.0),
     "center": _c(center=True),
-    "bias_center": _c(bias=True, center=True),
-    "equal1": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2),
-    "equal1_bias": _c(beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
-    "relu_equal1_bias": _c(activation="relu", beta=(1.0,) * 3, gamma=(1.0,) * 2, bias=True),
-    "cont_bias": _cont(20.0, bias=True),
-    "nomult_bias": _c(bias=True, multipliers=False),
-    "sq_bias": _c(loss="squared", bias=True),
-    "sqhinge_bias": _c(loss="sqhinge", bias=True),
-    "rho1e-2_bias": _c(rho_rel=1e-2, bias=True),
-    "random_init_bias": _c(init="random", bias=True),
-    # Centred inputs as the new base.
-    "c_bias": _c(center=True, bias=True),
-    "c_rho1e-3": _c(center=True, rho_rel=1e-3),
-    "c_rho1e-2": _c(center=True, rho_rel=1e-2),
-    "c_rho1e-1": _c(center=True, rho_rel=1e-1),
+    "equal1": _c(beta=1.0, gamma=1.0),
+    "c_rho1e-3": _c(center=True, rho_relative=1e-3),
+    "c_rho1e-2": _c(center=True, rho_relative=1e-2),
+    "c_rho1e-1": _c(center=True, rho_relative=1e-1),
     "c_relu": _c(center=True, activation="relu"),
     "c_sq": _c(center=True, loss="squared"),
-    "c_sqhinge": _c(center=True, loss="sqhinge"),
-    "c_nomult": _c(center=True, multipliers=False),
-    "c_cont": _cont(20.0, center=True, bias=True),
+    "c_nomult": _c(center=True, multiplier=False),
     "c_beta_hidden5": _c(center=True, beta=(5.0, 5.0, 0.2)),
     "c_gamma2": _c(center=True, gamma=(2.0, 2.0)),
-    # Centred inputs and ridge 1e-2 as the base.
-    "r2_cont": _cont(100.0, center=True, bias=True, rho_rel=1e-2),
-    "r2_bh5": _c(center=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
-    "r2_beta_cont": _c(center=True, rho_rel=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)),
-    "r2_bh5_bias": _c(center=True, bias=True, rho_rel=1e-2, beta=(5.0, 5.0, 0.2)),
-    # Round 2: the output multiplier, hidden multipliers, inertia, restarts,
-    # on the r2_cont base.
-    "r2_cont_nomult": _cont(100.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
-    "r2_cont_nomult_c30": _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
-    "r2_cont_nomult_c30_nobias": _cont(30.0, center=True, rho_rel=1e-2, multipliers=False),
-    # Round 3: the penalties' balance on the r2_cont_nomult_c30 base.
-    "nm_c30_bh2": dataclasses.replace(
-        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
-        beta=(2.0, 2.0, 1.0),
+    "r2_bh5": _c(center=True, rho_relative=1e-2, beta=(5.0, 5.0, 0.2)),
+    "r2_beta_cont": _c(
+        center=True, rho_relative=1e-2, beta_growth=1.15, beta_max=(20.0, 20.0, 0.2)
     ),
-    "nm_c30_g05": dataclasses.replace(
-        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False), gamma=(0.5, 0.5)
-    ),
-    "nm_c30_r3e-3": _cont(30.0, center=True, bias=True, rho_rel=3e-3, multipliers=False),
-    "nm_c30_r3e-2": _cont(30.0, center=True, bias=True, rho_rel=3e-2, multipliers=False),
-    "nm_c30_relu": _cont(
-        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, activation="relu"
-    ),
-    "nm_c30_sqhinge": _cont(
-        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, loss="sqhinge"
-    ),
-    "nm_c30_random_init": _cont(
-        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, init="random"
-    ),
-    "nm_c30_growth105": dataclasses.replace(
-        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
-        beta_growth=1.05,
-        gamma_growth=1.05,
-    ),
-    "nm_c30_growth103": dataclasses.replace(
-        _cont(30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False),
-        beta_growth=1.03,
-        gamma_growth=1.03,
-    ),
-    # Constant penalties: with every beta and gamma grown alike, only the
-    # output prox step 1/(2 beta_L) changes along the continuation.
-    "nm_const1": _c(
-        center=True, bias=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(1.0,) * 2
-    ),
-    "nm_const1_out05": _c(
-        center=True,
-        bias=True,
-        rho_rel=1e-2,
-        multipliers=False,
-        beta=(1.0, 1.0, 0.5),
-        gamma=(1.0,) * 2,
-    ),
-    "nm_const1_out025": _c(
-        center=True,
-        bias=True,
-        rho_rel=1e-2,
-        multipliers=False,
-        beta=(1.0, 1.0, 0.25),
-        gamma=(1.0,) * 2,
-    ),
-    "nm_const1_g2": _c(
-        center=True, bias=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(2.0,) * 2
-    ),
-    "r2_cont_warm30": _cont(100.0, center=True, bias=True, rho_rel=1e-2, warmup=30),
-    "r2_cont_hm": _cont(100.0, center=True, bias=True, rho_rel=1e-2, hidden_multipliers=True),
-    "r2_cont_inert3": _cont(100.0, center=True, bias=True, rho_rel=1e-2, inertia=0.3),
-    "r2_cont_restart5": _cont(100.0, center=True, bias=True, rho_rel=1e-2, restart_every=5),
-    "r2_nm_hm_c30": _cont(
-        30.0, center=True, bias=True, rho_rel=1e-2, multipliers=False, hidden_multipliers=True
-    ),
-    "r2_nm_hm_i3_c30": _cont(
-        30.0,
-        center=True,
-        bias=True,
-        rho_rel=1e-2,
-        multipliers=False,
-        hidden_multipliers=True,
-        inertia=0.3,
-    ),
-    "r3e-3": _c(center=True, rho_rel=3e-3),
-    "r3e-2": _c(center=True, rho_rel=3e-2),
+    "r3e-3": _c(center=True, rho_relative=3e-3),
+    "r3e-2": _c(center=True, rho_relative=3e-2),
+    # Round 2: without the output multiplier.
+    "r2_cont_nomult_c30_nobias": _cont(30.0, center=True, rho_relative=1e-2, multiplier=False),
+    # Round 4: the output penalty, ReLU, the library's --preset best of then.
+    "r4_base": R4,
+    "r4_out01": {**R4, "beta": (1.0, 1.0, 0.1)},
+    "r4_out005": {**R4, "beta": (1.0, 1.0, 0.05)},
+    "r4_relu_out01": {**R4, "beta": (1.0, 1.0, 0.1), "activation": "relu"},
+    "r4_r3e-3_out01": {**R4, "beta": (1.0, 1.0, 0.1), "rho_relative": 3e-3},
+    "r4_preset_best": R4_BEST,
+    "r4_rho_decay_2e-3": R5,
+    "r4_rho_decay_1e-3": {**R5, "rho_final": 0.1},
+    # Round 5: inertia and the backward sweep on the decaying ridge.
+    "r5_decay_inert3": {**R5, "inertia": 0.3},
+    "r5_decay_inert5": {**R5, "inertia": 0.5},
+    "r5_decay_backward": {**R5, "backward_sweep": True},
+    "r5_decay_backward_inert3": {**R5, "backward_sweep": True, "inertia": 0.3},
+    "r5_decay_backward_inert5": {**R5, "backward_sweep": True, "inertia": 0.5},
+    "r5_decay1e-3_backward_inert3": {
+        **R5,
+        "rho_final": 0.1,
+        "backward_sweep": True,
+        "inertia": 0.3,
+    },
 }
 
-# Round 4, on the library's --preset best without growth (centred, ridge 1e-2,
-# every beta and gamma 1, no output multiplier, no bias units): the output
-# penalty, ReLU, a proximal weight update instead of most of the ridge, and
-# the ridge per layer; run with --forward-refit (and --augment for shifts).
-R4 = _c(center=True, rho_rel=1e-2, multipliers=False, beta=(1.0,) * 3, gamma=(1.0,) * 2)
-R4_BEST = dataclasses.replace(
-    R4, beta_growth=1.03, gamma_growth=1.03, beta_max=(30.0,) * 3, gamma_max=(30.0,) * 2
-)
-CONFIGS.update(
-    {
-        "r4_base": R4,
-        "r4_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1)),
-        "r4_out005": dataclasses.replace(R4, beta=(1.0, 1.0, 0.05)),
-        "r4_relu_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1), activation="relu"),
-        "r4_r3e-3_out01": dataclasses.replace(R4, beta=(1.0, 1.0, 0.1), rho_rel=3e-3),
-        "r4_prox": dataclasses.replace(R4, rho_rel=1e-4, prox_rel=1e-2),
-        "r4_rho_3e-2_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(3e-2, 1e-2, 1e-2)),
-        "r4_rho_1e-2_1e-3_1e-3": dataclasses.replace(R4, rho_rel=(1e-2, 1e-3, 1e-3)),
-        "r4_rho_1e-3_1e-2_1e-2": dataclasses.replace(R4, rho_rel=(1e-3, 1e-2, 1e-2)),
-        # The library's --preset best (x1.03 growth, cap 30), for the refit.
-        "r4_preset_best": R4_BEST,
-        # A decaying ridge: 1e-2 at first (fast), down to 2e-3 / 1e-3 (a better
-        # fit of 50,000 images) by iteration 70.
-        "r4_rho_decay_2e-3": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2
-        ),
-        "r4_rho_decay_1e-3": dataclasses.replace(
-            R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1
-        ),
-        # Round 5 on the decaying ridge: acceleration (inertia) and a backward
-        # sweep of the hidden a/z updates after the output update.
-        "r5_decay_inert3": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, inertia=0.3
-        ),
-        "r5_decay_backward": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True
-        ),
-        "r5_decay_reverse": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, reverse_sweep=True
-        ),
-        "r5_decay_inert5": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, inertia=0.5
-        ),
-        "r5_decay_backward_inert3": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True, inertia=0.3
-        ),
-        "r5_decay_backward_inert5": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=True, inertia=0.5
-        ),
-        # After round 5, for the next step: two backward passes, bias units.
-        "r5_decay_backward2_inert3": dataclasses.replace(
-            R4_BEST, rho_decay=0.2 ** (1 / 70), rho_floor=0.2, backward_sweep=2, inertia=0.3
-        ),
-        "r5_decay_backward_inert3_bias": dataclasses.replace(
-            R4_BEST,
-            rho_decay=0.2 ** (1 / 70),
-            rho_floor=0.2,
-            backward_sweep=True,
-            inertia=0.3,
-            bias=True,
-        ),
-        "r5_decay1e-3_backward_inert3": dataclasses.replace(
-            R4_BEST, rho_decay=0.1 ** (1 / 70), rho_floor=0.1, backward_sweep=True, inertia=0.3
-        ),
-        # Round 6: the three small gains of round 5 stacked.
-        "r6_backward2_inert5_bias": dataclasses.replace(
-            R4_BEST,
-            rho_decay=0.2 ** (1 / 70),
-            rho_floor=0.2,
-            backward_sweep=2,
-            inertia=0.5,
-            bias=True,
-        ),
-    }
-)
 
-
-def load(train: int, val: int, seed: int, test: bool):
+def load(train: int, val: int, seed: int, test: bool, data_dir: Path = SHARED_MNIST) -> list:
     """Training subset, validation split (both from MNIST's training images), test set."""
-    from admm.data import load_dataset
-
-    ds = load_dataset("mnist", "/work/shared/data/mnist", download=False)
+    ds = load_dataset("mnist", data_dir, download=False)
     perm = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
     if train + val > perm.size:
         raise ValueError(f"train + val = {train + val} exceeds {perm.size} training images")
@@ -248,66 +119,65 @@ def load(train: int, val: int, seed: int, test: bool):
     return out
 
 
-def augment_shifts(X: np.ndarray, y: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` followed by ``copies`` (1-4) copies shifted by one pixel (down, up, right, left).
+def targets(kwargs: dict[str, Any], y: np.ndarray) -> np.ndarray:
+    """What ``fit`` takes: the labels, or one-hot rows for the squared loss."""
+    if kwargs.get("loss") == "squared":
+        return np.eye(MNIST_LAYERS[-1])[y]
+    return y
 
-    28 x 28 images; the pixels shifted in are 0.
-    """
-    images = X.reshape(-1, 28, 28)
-    out = [X]
-    for axis, step in ((1, 1), (1, -1), (2, 1), (2, -1))[:copies]:
-        shifted = np.roll(images, step, axis=axis)
-        edge: list[slice | int] = [slice(None)] * 3
-        edge[axis] = 0 if step == 1 else -1
-        shifted[tuple(edge)] = 0.0
-        out.append(shifted.reshape(len(X), -1))
-    return np.concatenate(out), np.concatenate([y] * len(out))
+
+def state_accuracy(net: admm.ADMMNetwork, y: np.ndarray) -> float:
+    """How often the arg-max of ``W_L a_{L-1}`` over the ADMM *state* is the label."""
+    state = net.get_state()
+    scores = state["a"][-1] @ np.asarray(state["weights"][-1]).T
+    return float(np.mean(np.argmax(scores, axis=1) == y))
+
+
+def refitted(net: admm.ADMMNetwork, kwargs: dict[str, Any], X, y) -> admm.ADMMNetwork:
+    """A copy of ``net`` (a second network on a copy of its state) after ``refit()``."""
+    copy_net = admm.ADMMNetwork(MNIST_LAYERS, **kwargs)
+    copy_net.set_state(copy.deepcopy(net.get_state()), X, targets(kwargs, y))
+    return copy_net.refit()
 
 
 def run(
     name: str,
-    cfg: Config,
-    data,
+    kwargs: dict[str, Any],
+    data: list,
     iterations: int,
     eval_every: int,
-    refit: int = 0,
     forward_refit: bool = False,
     save_state: Path | None = None,
 ) -> dict:
-    """Train one configuration; return its JSON record.
+    """Train one configuration with ``ADMMNetwork.step()``; return its JSON record.
 
-    With ``refit`` > 0, every evaluation also scores a copy of the network
-    whose output layer was re-solved on its own forward features for that
-    many sweeps (``Variant.refit_readout``): keys ``refit_*``. With
-    ``forward_refit``, a copy whose every layer was re-solved on the forward
-    pass (``Variant.forward_refit``): keys ``fwd_refit_*``. With
-    ``save_state``, the whole training state is pickled at every evaluation
-    to ``save_state / f"{name}-it{iteration}.pkl"`` (for experiments that
-    start from it, such as other refits).
+    Every ``eval_every`` iterations and at the last: the forward pass's
+    accuracy on the validation, training (and with ``--test`` test) images,
+    the state's accuracy (:func:`state_accuracy`), and the penalties in
+    force. With ``forward_refit``, also a copy after ``refit()`` (keys
+    ``fwd_refit_*``). With ``save_state``, ``{"name", "kwargs", "state"}``
+    (``get_state()``) is pickled at every evaluation to
+    ``save_state / f"{name}-it{iteration}.pkl"`` for ``from_state``.
     """
     X, y, Xv, yv, Xt, yt = data
     started = time.perf_counter()
-    v = Variant(cfg, X, y)
+    net = admm.ADMMNetwork(MNIST_LAYERS, **kwargs)
+    net.fit(X, targets(kwargs, y), iterations=0)
     evals = []
     for it in range(1, iterations + 1):
-        rec = v.fit_step()
+        try:
+            rec = dict(net.step())
+        except NumericalError as exc:
+            print(f"{name}: {exc}", flush=True)
+            break
         if it % eval_every == 0 or it == iterations:
-            rec["val_accuracy"] = v.score(Xv, yv) if len(yv) else None
-            rec["train_accuracy"] = v.score(X, y)
-            rec["state_accuracy"] = v.train_state_score()
+            rec["val_accuracy"] = net.score(Xv, yv) if len(yv) else None
+            rec["train_accuracy"] = net.score(X, y)
+            rec["state_accuracy"] = state_accuracy(net, y)
             if Xt is not None:
-                rec["test_accuracy"] = v.score(Xt, yt)
-            if refit:
-                r = copy.deepcopy(v)
-                r.refit_readout(refit)
-                rec["refit_val_accuracy"] = r.score(Xv, yv) if len(yv) else None
-                rec["refit_train_accuracy"] = r.score(X, y)
-                if Xt is not None:
-                    rec["refit_test_accuracy"] = r.score(Xt, yt)
-                del r
+                rec["test_accuracy"] = net.score(Xt, yt)
             if forward_refit:
-                r = copy.deepcopy(v)
-                r.forward_refit()
+                r = refitted(net, kwargs, X, y)
                 rec["fwd_refit_val_accuracy"] = r.score(Xv, yv) if len(yv) else None
                 rec["fwd_refit_train_accuracy"] = r.score(X, y)
                 if Xt is not None:
@@ -316,23 +186,23 @@ def run(
             if save_state is not None:
                 save_state.mkdir(parents=True, exist_ok=True)
                 with (save_state / f"{name}-it{it}.pkl").open("wb") as f:
-                    pickle.dump(v, f, protocol=pickle.HIGHEST_PROTOCOL)
-            rec["beta"] = v.beta.tolist()
-            rec["gamma"] = v.gamma.tolist()
+                    saved = {"name": name, "kwargs": kwargs, "state": net.get_state()}
+                    pickle.dump(saved, f, protocol=pickle.HIGHEST_PROTOCOL)
+            beta, gamma = net.penalties(it - 1)
+            rec["beta"], rec["gamma"] = list(beta), list(gamma)
             evals.append(rec)
             print(
                 f"{name} it {it:3d} val {rec['val_accuracy']} train {rec['train_accuracy']:.4f} "
                 f"state {rec['state_accuracy']:.4f} test {rec.get('test_accuracy')} "
-                f"refit {rec.get('refit_val_accuracy')} "
                 f"fwd refit {rec.get('fwd_refit_val_accuracy')} "
                 f"res {rec['residual']:.3g} t {rec['time_s']:.1f}s",
                 flush=True,
             )
-        if not np.all(np.isfinite(v.W[-1])):
+        if not np.all(np.isfinite(net.weights[-1])):
             break
     return {
         "name": name,
-        "config": dataclasses.asdict(cfg),
+        "config": kwargs,
         "train": len(y),
         "val": len(yv),
         "test": Xt is not None,
@@ -397,28 +267,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--test", action="store_true", help="also evaluate on the 10,000 test images")
     p.add_argument(
-        "--refit",
-        type=int,
-        default=0,
-        help="also score a copy with the output layer re-solved on forward features (sweeps)",
-    )
-    p.add_argument(
         "--forward-refit",
         action="store_true",
-        help="also score a copy with every layer re-solved on the forward pass",
-    )
-    p.add_argument(
-        "--augment",
-        type=int,
-        default=0,
-        choices=range(5),
-        help="append this many one-pixel-shifted copies of the training images (0-4)",
+        help="also score a copy after refit() (every layer re-solved on the forward pass)",
     )
     p.add_argument(
         "--deskew",
         action="store_true",
-        help="deskew every image (train, validation, test) before training",
+        help="deskew every image (ADMMNetwork's deskew=True, so prediction deskews too)",
     )
+    p.add_argument("--data-dir", type=Path, default=SHARED_MNIST, help="the MNIST IDX files")
     p.add_argument(
         "--save-state",
         type=Path,
@@ -426,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="pickle the training state at every evaluation into DIR (about 1 GB each at 50,000)",
     )
-    p.add_argument("--out", type=Path, default=Path("bench/accuracy/screen.jsonl"))
+    p.add_argument("--out", type=Path, required=True, help="append the JSON lines here")
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--plot-key", default="val_accuracy")
     p.add_argument(
@@ -441,30 +299,19 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in args.configs if n not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
-    data = load(args.train, args.val, args.split_seed, args.test)
-    if args.deskew:
-        from admm.preprocessing import deskew
-
-        for i in (0, 2, 4):
-            if data[i] is not None:
-                data[i] = deskew(data[i])
-    if args.augment:
-        data[0], data[1] = augment_shifts(data[0], data[1], args.augment)
+    data = load(args.train, args.val, args.split_seed, args.test, args.data_dir)
     for name in args.configs:
-        label = f"{name}+aug{args.augment}" if args.augment else name
-        label += "+deskew" if args.deskew else ""
+        kwargs = {**CONFIGS[name], "deskew": args.deskew}
+        label = name + ("+deskew" if args.deskew else "")
         record = run(
             label,
-            CONFIGS[name],
+            kwargs,
             data,
             args.iterations,
             args.eval_every,
-            args.refit,
             args.forward_refit,
             args.save_state,
         )
-        record["refit"] = args.refit
-        record["augment"] = args.augment
         with args.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
     if args.plot:
