@@ -35,11 +35,15 @@ from bench.common import M_TRAIN, MNIST_LAYERS
 
 
 def load_kernels(directory: str | None) -> ModuleType:
-    """``admm_core._kernels`` of the installed package, or of ``directory/admm_core``."""
-    if directory is None:
-        import admm_core._kernels as kernels
+    """The kernels of the installed ``admm_core``, or of the build in ``directory/admm_core``.
 
-        return kernels
+    Another build is loaded from its compiled ``_kernels`` file (a detail of
+    the build: there is no public way to import a second copy of a package).
+    """
+    if directory is None:
+        import admm_core
+
+        return admm_core
     files = sorted(Path(directory, "admm_core").glob("_kernels.*.so"))
     if not files:
         raise ValueError(f"no admm_core/_kernels.*.so under {directory}")
