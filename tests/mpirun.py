@@ -1,15 +1,18 @@
 """Running Python under mpiexec from the tests (a module, not conftest, so
-test files can import it: bench/ has a conftest.py of its own)."""
+test files can import it), with the suite's skip and failure rules around
+:func:`admm.testing.run_mpi`."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from admm.testing import find_mpiexec, mpiexec_command
+from admm.testing import run_mpi as _run_mpi
+
+__all__ = ["MPI_TIMEOUT", "REPO", "SHARED_MNIST", "find_mpiexec", "run_mpi"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: Real MNIST shipped beside the repository (gzip IDX), when present.
@@ -17,14 +20,6 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 #: Seconds before an MPI run counts as hung (mpiexec kills it too).
 MPI_TIMEOUT = int(os.environ.get("ADMM_TEST_MPI_TIMEOUT", "240"))
-
-
-def find_mpiexec() -> str | None:
-    """The mpiexec beside this Python (the mpich wheel), else on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("mpiexec")
 
 
 def run_mpi(
@@ -39,40 +34,21 @@ def run_mpi(
 
     One BLAS thread per rank (the machine has two cores); ``MPIEXEC_TIMEOUT``
     and the subprocess timeout turn a deadlock into a failure, not a hang.
+    Without mpiexec the test is skipped (failed with ``ADMM_REQUIRE_MPI``).
     With ``check`` a non-zero exit fails the test, showing stdout and stderr.
     """
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
+    if find_mpiexec() is None:
         if os.environ.get("ADMM_REQUIRE_MPI"):
             pytest.fail("mpiexec not found, and ADMM_REQUIRE_MPI is set")
         pytest.skip("mpiexec not found (pip install 'admm[mpich]')")
-    full_env = dict(os.environ)
-    full_env.update(
-        {
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MPIEXEC_TIMEOUT": str(int(timeout)),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    if env:
-        full_env.update(env)
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, *args]
+    cmd = " ".join(mpiexec_command(ranks, args))
     try:
-        proc = subprocess.run(
-            cmd,
-            env=full_env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout + 30,
-        )
+        proc = _run_mpi(ranks, args, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout + 30} s:\n{exc.stdout}\n{exc.stderr}")
+        pytest.fail(f"{cmd} hung for {timeout + 30} s:\n{exc.stdout}\n{exc.stderr}")
     if check and proc.returncode != 0:
         pytest.fail(
-            f"{' '.join(cmd)} exited with {proc.returncode}\n"
+            f"{cmd} exited with {proc.returncode}\n"
             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc

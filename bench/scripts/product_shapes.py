@@ -7,7 +7,7 @@ script measures how fast the BLAS runs them, and whether a different memory
 layout or splitting the samples into chunks (accumulated with ``beta = 1``)
 helps. Best of ``--reps`` wall times per case, after one warm-up call::
 
-    OPENBLAS_NUM_THREADS=2 python bench/product_shapes.py --dtype float32
+    OPENBLAS_NUM_THREADS=2 python -m bench.scripts.product_shapes --dtype float32
 
 Local; synthetic data; prints a Markdown table (GFLOP/s; a Gram's rate counts
 the ``n^2 m`` flops of a symmetric rank-k update, also when it is done by a
@@ -19,7 +19,7 @@ half of the samples at the same time (the two partial sums added after), as
 two MPI ranks would. They tell whether a long-K product's rate on two cores
 is OpenBLAS's way of threading it or the machine's::
 
-    OPENBLAS_NUM_THREADS=2 python bench/product_shapes.py --dtype float32 --halves
+    OPENBLAS_NUM_THREADS=2 python -m bench.scripts.product_shapes --dtype float32 --halves
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from admm_core._kernels import cross, gram, matmul
-
-M = 60_000
+from admm_core import cross, gram, matmul
+from bench.common import M_TRAIN as M
 
 
 def best_time(call: Callable[[], object], reps: int) -> float:

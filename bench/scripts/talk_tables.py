@@ -15,15 +15,19 @@ iteration then measures time sharing, not the algorithm. Every rank
 therefore also times its own iterations in process CPU time, minus the CPU
 time spent inside the Allreduce (MPICH busy-polls while it waits), which is
 the per-rank compute that the scaling model of ``docs/scaling.md`` predicts.
-That timing wraps ``ADMMNetwork._iterate`` and ``Communicator.sum_inplace``
-in this script (``--rank-probe``), the library is not changed.
+That timing is an ``admm.PhaseTimer`` around the training run on every rank
+(``--rank-probe``): the CPU time of the ``iteration`` phase minus that of
+the ``reduce`` phase, averaged over all iterations of the run (before issue
+14 this script replaced library methods to time each iteration, and left
+iteration 1 out of these means too; the wall time per iteration still
+leaves it out).
 
 Also writes the scaling model's prediction for this machine (one-thread GEMM
 rate measured here) beside the measured per-rank compute.
 
-    python bench/talk_tables.py                       # N = 1, 2, 4, 8, 3 iterations
-    python bench/talk_tables.py --ranks 1,2 --dtype float32 --out /tmp/scaling
-    python bench/talk_tables.py --node-model          # the model for 1..64 nodes only
+    python -m bench.scripts.talk_tables                       # N = 1, 2, 4, 8, 3 iterations
+    python -m bench.scripts.talk_tables --ranks 1,2 --dtype float32 --out /tmp/scaling
+    python -m bench.scripts.talk_tables --node-model          # the model for 1..64 nodes only
 
 Writes ``talk_tables.md``, ``talk_tables.json``, ``memory_per_rank.png`` and
 ``time_per_iteration.png`` into ``--out`` (default ``docs/scaling``).
@@ -35,9 +39,7 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,13 +48,10 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import M_TRAIN, REPO, floor_operands, gemm_rate, run_python_mpi
+from bench.common import MNIST_LAYERS as LAYERS
+from bench.flop_model import iteration_flops_by_term
 
-from flop_model import gemm_flops, iteration_flops_by_term  # noqa: E402
-
-LAYERS = (784, 500, 500, 10)
-M_TRAIN = 60_000
 MB = 1024.0 * 1024.0
 # ADMM.md, "The published results to beat" and "Cost per iteration and the
 # memory model": time to convergence (s) of the C + GSL + MPI code, and the
@@ -69,7 +68,7 @@ PUBLISHED_TIME = {
 PUBLISHED_MEMORY_OBSERVED = {1: 1914.98, 64: 76.35}
 # Entry-wise work (z-updates, activations) per sample, float64, one core:
 # docs/performance.md measured about 0.13 s for 60,000 samples.
-ENTRYWISE_S_PER_SAMPLE = 0.13 / 60_000
+ENTRYWISE_S_PER_SAMPLE = 0.13 / M_TRAIN
 
 
 def talk_memory_mb(n_ranks: int) -> float:
@@ -81,44 +80,72 @@ def talk_memory_mb(n_ranks: int) -> float:
 
 
 def rank_probe(out_prefix: str, argv: list[str]) -> int:
-    """Run ``admm.train`` with ``argv``, timing every iteration on this rank.
+    """Run ``admm.train`` with ``argv`` inside an ``admm.PhaseTimer`` on this rank.
 
-    Writes ``{out_prefix}.{rank}.json`` with per-iteration lists ``wall``,
-    ``cpu`` (process CPU time of ``_iterate``) and ``comm_cpu`` / ``comm_wall``
-    (the part spent in ``Communicator.sum_inplace``). Collective (the
-    training run is).
+    Writes ``{out_prefix}.{rank}.json``: ``iterations`` timed, their total
+    ``wall`` and process ``cpu`` seconds, and the part of each spent in the
+    sums over samples across ranks (``reduce_wall``, ``reduce_cpu``: the
+    Allreduce). Collective (the training run is).
     """
-    from admm import _mpi, train
-    from admm.network import ADMMNetwork
+    import admm
+    from admm import train
+    from mpi4py import MPI
 
-    record: dict[str, list[float]] = {"wall": [], "cpu": [], "comm_cpu": [], "comm_wall": []}
-    in_comm = [0.0, 0.0]
-    iterate = ADMMNetwork._iterate
-    sum_inplace = _mpi.Communicator.sum_inplace
-
-    def timed_sum(self: Any, buf: np.ndarray) -> np.ndarray:
-        c0, w0 = time.process_time(), time.perf_counter()
-        try:
-            return sum_inplace(self, buf)
-        finally:
-            in_comm[0] += time.process_time() - c0
-            in_comm[1] += time.perf_counter() - w0
-
-    def timed_iterate(self: Any, t: int) -> tuple[float, float]:
-        in_comm[:] = [0.0, 0.0]
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = iterate(self, t)
-        record["cpu"].append(time.process_time() - c0)
-        record["wall"].append(time.perf_counter() - w0)
-        record["comm_cpu"].append(in_comm[0])
-        record["comm_wall"].append(in_comm[1])
-        return result
-
-    ADMMNetwork._iterate = timed_iterate  # type: ignore[method-assign]
-    _mpi.Communicator.sum_inplace = timed_sum  # type: ignore[method-assign]
-    status = train.main(argv)
-    Path(f"{out_prefix}.{_mpi.world_rank()}.json").write_text(json.dumps(record))
+    with admm.PhaseTimer() as timer:
+        status = train.main(argv)
+    record = {
+        "iterations": timer.calls["iteration"],
+        "wall": timer.seconds["iteration"],
+        "cpu": timer.cpu_seconds["iteration"],
+        "reduce_wall": timer.seconds["reduce"],
+        "reduce_cpu": timer.cpu_seconds["reduce"],
+    }
+    Path(f"{out_prefix}.{MPI.COMM_WORLD.Get_rank()}.json").write_text(json.dumps(record))
     return status
+
+
+def probe_run(
+    n_ranks: int,
+    dtype: str,
+    iterations: int,
+    work: Path,
+    *,
+    threads: int = 1,
+    data: str = "mnist",
+    data_dir: str | None = None,
+    timeout: float = 900.0,
+) -> dict[str, Any]:
+    """``mpiexec -n n_ranks python -m admm.train --data DATA`` through :func:`rank_probe`.
+
+    ``threads`` BLAS threads per rank; ``data`` is the program's ``--data``
+    (``mnist-sample`` for a quick check). Returns the metrics' ``start`` and
+    ``done`` events, the wall ``time_per_iteration`` (list, from the
+    metrics), and per rank the ``compute`` (process CPU seconds per
+    iteration outside the Allreduce) and the ``reduce_wall`` seconds per
+    iteration, means over all iterations of the run.
+    """
+    tag = f"{n_ranks}_{threads}_{dtype}"
+    metrics, prefix = work / f"metrics_{tag}.jsonl", work / f"probe_{tag}"
+    train_args = [
+        "--data", data, "--iterations", str(iterations),
+        "--eval-every", str(10 * iterations), "--dtype", dtype,
+        "--metrics", str(metrics),
+    ]  # fmt: skip
+    if data_dir:
+        train_args += ["--data-dir", data_dir]
+    args = ["-m", "bench.scripts.talk_tables", "--rank-probe", str(prefix), "--", *train_args]
+    env = {"OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    run_python_mpi(n_ranks, args, env=env, timeout=timeout)
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    cumulative = [0.0] + [r["time_s"] for r in lines if "event" not in r]
+    probes = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in range(n_ranks)]
+    return {
+        "start": next(r for r in lines if r.get("event") == "start"),
+        "done": next(r for r in lines if r.get("event") == "done"),
+        "time_per_iteration": [b - a for a, b in itertools.pairwise(cumulative)],
+        "compute": [(p["cpu"] - p["reduce_cpu"]) / p["iterations"] for p in probes],
+        "reduce_wall": [p["reduce_wall"] / p["iterations"] for p in probes],
+    }
 
 
 # ---------------------------------------------------------------- the driver
@@ -126,36 +153,21 @@ def rank_probe(out_prefix: str, argv: list[str]) -> int:
 
 def run_one(n_ranks: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """One training run on ``n_ranks`` ranks; returns its measured figures."""
-    metrics = work / f"metrics_{n_ranks}.jsonl"
-    prefix = work / f"probe_{n_ranks}"
-    train_args = [
-        "--data", "mnist", "--iterations", str(args.iterations),
-        "--eval-every", str(10 * args.iterations), "--dtype", args.dtype,
-        "--metrics", str(metrics),
-    ]  # fmt: skip
-    if args.data_dir:
-        train_args += ["--data-dir", args.data_dir]
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
-    cmd = [mpiexec, "-n", str(n_ranks), sys.executable, str(Path(__file__).resolve()),
-           "--rank-probe", str(prefix), "--", *train_args]  # fmt: skip
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     started = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, timeout=args.timeout, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - started
-
-    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    start = next(r for r in lines if r.get("event") == "start")
-    done = next(r for r in lines if r.get("event") == "done")
-    iters = [r for r in lines if "event" not in r]
-    cumulative = [0.0] + [r["time_s"] for r in iters]
-    per_iter = [b - a for a, b in itertools.pairwise(cumulative)]
-    probes = [json.loads((work / f"probe_{n_ranks}.{r}.json").read_text()) for r in range(n_ranks)]
-    # Iteration 1 (index 0) is left out: it includes first-touch page faults.
-    keep = slice(1, None) if len(per_iter) > 1 else slice(None)
-    compute = np.array(
-        [[c - k for c, k in zip(p["cpu"], p["comm_cpu"], strict=True)] for p in probes]
+    run = probe_run(
+        n_ranks,
+        args.dtype,
+        args.iterations,
+        work,
+        data=args.data,
+        data_dir=args.data_dir,
+        timeout=args.timeout,
     )
-    comm_wall = np.array([p["comm_wall"] for p in probes])
+    elapsed = time.perf_counter() - started
+    start, done, per_iter = run["start"], run["done"], run["time_per_iteration"]
+    # Iteration 1 (index 0) is left out of the wall time: it includes
+    # first-touch page faults. The per-rank figures are means of all.
+    keep = slice(1, None) if len(per_iter) > 1 else slice(None)
     return {
         "ranks": n_ranks,
         "samples_per_rank": max(start["samples_per_rank"]),
@@ -165,26 +177,12 @@ def run_one(n_ranks: int, args: argparse.Namespace, work: Path) -> dict[str, Any
         "talk_model_mb": talk_memory_mb(n_ranks),
         "peak_rss_mb": done["peak_rss_mb"],
         "wall_s_per_iter": statistics.median(per_iter[keep]),
-        "compute_s_per_iter_max": float(np.median(compute[:, keep].max(axis=0))),
-        "compute_s_per_iter_mean": float(np.median(compute[:, keep].mean(axis=0))),
-        "allreduce_wall_s_per_iter": float(np.median(comm_wall[:, keep].max(axis=0))),
+        "compute_s_per_iter_max": max(run["compute"]),
+        "compute_s_per_iter_mean": statistics.mean(run["compute"]),
+        "allreduce_wall_s_per_iter": max(run["reduce_wall"]),
         "iteration_times": per_iter,
         "run_wall_s": elapsed,
     }
-
-
-def gemm_rate(dtype: str) -> float:
-    """Flop/s of one ``(60000 x 784)(784 x 500)`` product on this process's BLAS
-    (median of 3). Local."""
-    rng = np.random.default_rng(0)
-    a = rng.random((M_TRAIN, LAYERS[0])).astype(dtype)
-    w = rng.random((LAYERS[1], LAYERS[0])).astype(dtype)
-    times = []
-    for _ in range(3):
-        t0 = time.process_time()
-        a @ w.T
-        times.append(time.process_time() - t0)
-    return gemm_flops(M_TRAIN, LAYERS[1], LAYERS[0]) / statistics.median(times)
 
 
 def model_seconds(n_ranks: int, rate: float, entry_s_per_sample: float) -> float:
@@ -318,8 +316,8 @@ def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namesp
     md += [
         "",
         f"Time per iteration, {args.dtype}, one BLAS thread per rank, {cores} cores "
-        f"(N > {cores} is oversubscribed: read the per-rank compute column). Median of "
-        f"iterations 2..{args.iterations}. Published: the talk's time to convergence and its "
+        f"(N > {cores} is oversubscribed: read the per-rank compute column). Wall: median of "
+        f"iterations 2..{args.iterations}; compute and Allreduce: mean of all. Published: the talk's time to convergence and its "
         "speed-up (a different quantity, for the shape only).",
         "",
         "| N | wall s / iter | per-rank compute s / iter (max, mean) | Allreduce wall s "
@@ -344,7 +342,7 @@ def write_outputs(rows: list[dict[str, Any]], rate: float, args: argparse.Namesp
     md += [
         "",
         f"Model: flops of `bench/flop_model.py` for the rank's samples at the one-thread GEMM "
-        f"rate measured in this run ({rate / 1e9:.1f} GFLOP/s, process CPU time), plus "
+        f"rate measured in this run through the iteration's BLAS ({rate / 1e9:.1f} GFLOP/s, process CPU time), plus "
         f"{entry * 1e6:.2f} us per sample of entry-wise work (docs/performance.md).",
     ]
     text = "\n".join(md) + "\n"
@@ -428,9 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ranks", type=ranks_list, default=[1, 2, 4, 8], help="N to run, e.g. 1,2,4,8")
     p.add_argument("--iterations", type=int, default=3, help="per run; the first is left out")
+    p.add_argument(
+        "--data",
+        default="mnist",
+        help="the program's --data: mnist, or mnist-sample for a quick check of the script "
+        "(the model columns assume full MNIST)",
+    )
     p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--out", default=str(HERE.parent / "docs" / "scaling"), help="output folder")
+    p.add_argument("--out", default=str(REPO / "docs" / "scaling"), help="output folder")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument(
         "--from-json",
@@ -462,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        rate = gemm_rate(args.dtype)
+        # Flop/s of the floor's product, (60000 x 784)(784 x 500), in CPU time.
+        rate = gemm_rate(*floor_operands(args.dtype), clock=time.process_time) * 1e9
     print(write_outputs(rows, rate, args))
     print(f"load average after: {os.getloadavg()}")
     return 0

@@ -16,15 +16,13 @@ as many threads (``admm.set_num_threads``). The kernel benchmarks call the
 compiled kernels directly, on one thread. Idle OpenBLAS threads sleep after
 a short spin, as in ``python -m admm.train`` (``OPENBLAS_THREAD_TIMEOUT``,
 unless set; it only acts when this file is imported before NumPy, as with
-``python -m pytest bench/``).
+``python -m pytest bench``).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from admm._cores import short_blas_spin
 
@@ -32,10 +30,7 @@ short_blas_spin()
 
 import pytest  # noqa: E402
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-# tests/ holds the plain NumPy ReferenceADMM the iteration benchmark compares with.
-sys.path.insert(0, str(REPO / "tests"))
+from bench.common import M_TRAIN, MNIST_LAYERS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -54,8 +49,8 @@ class BenchSize:
 
 
 SIZES = {
-    "small": BenchSize("small", 2_000, (784, 500, 500, 10), kernel_rounds=10, iteration_rounds=3),
-    "mnist": BenchSize("mnist", 60_000, (784, 500, 500, 10), kernel_rounds=5, iteration_rounds=3),
+    "small": BenchSize("small", 2_000, MNIST_LAYERS, kernel_rounds=10, iteration_rounds=3),
+    "mnist": BenchSize("mnist", M_TRAIN, MNIST_LAYERS, kernel_rounds=5, iteration_rounds=3),
 }
 
 

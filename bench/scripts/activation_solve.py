@@ -8,7 +8,7 @@ what ``update_activation`` did before), and the factor plus
 ``cholesky_inverse`` plus one gemm into a second buffer (what it does now).
 Process CPU time, medians over rounds; run with one BLAS thread:
 
-    OPENBLAS_NUM_THREADS=1 python bench/activation_solve.py --rounds 5
+    OPENBLAS_NUM_THREADS=1 python -m bench.scripts.activation_solve --rounds 5
 
 Also prints the largest difference between the two results relative to the
 largest entry. Local (no MPI).
@@ -33,11 +33,12 @@ from admm_core import (
     gram,
     matmul,
 )
+from bench.common import M_TRAIN
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--m", type=int, default=60_000)
+    parser.add_argument("--m", type=int, default=M_TRAIN)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--beta", type=float, default=0.2)

@@ -1,6 +1,6 @@
 """Turn a pytest-benchmark JSON file into the floor / NumPy comparison table.
 
-    python bench/report.py .benchmarks/.../0001_*.json  # or --benchmark-json output
+    python -m bench.scripts.report .benchmarks/.../0001_*.json  # or --benchmark-json output
 
 For each precision: our iteration time, the matrix-multiply floor (the
 iteration's flop count divided by the GEMM rate measured in the same run, in

@@ -2,97 +2,77 @@
 N = T ranks with one thread each, full MNIST, interleaved round by round.
 
 Runs ``mpiexec -n N python -m admm.train --data mnist`` through the rank
-probe of ``talk_tables.py`` (every rank times ``ADMMNetwork._iterate`` in
-wall and process CPU time, and the CPU time spent in the Allreduce), for
+probe of ``bench.scripts.talk_tables`` (an ``admm.PhaseTimer`` on every
+rank: process CPU time of the iterations minus that of the Allreduce), for
 each dtype of ``--dtypes`` and each layout, ``--rounds`` times in the order
 (N=1 f64, N=T f64, N=1 f32, N=T f32), and prints per layout the median over
 rounds of the wall time per iteration (median of iterations 2..), the CPU
-time per iteration (N = 1: the process, all its BLAS threads; N = T: the
-slowest rank's compute, Allreduce excluded), the ratio N=T / N=1 of each
-round, and the speed-up against the published C code's seconds per
-iteration of issue 4 (20.4 s at N = 1, 13.5 s at N = 2, float64). Before
-and after every run the parent process measures the matrix-multiply floor
-of the machine in that dtype: the flop model of ``flop_model.py`` over the
-rate of the iteration's ``W_1 a_0`` product, ``(60000 x 784)(784 x 500)``, on
-T BLAS threads (``compare_iteration.gemm_rate``, median of 7 products, a few
+time per iteration (mean of all iterations; N = 1: the process, all its
+BLAS threads; N = T: the slowest rank's compute, Allreduce excluded), the
+ratio N=T / N=1 of each round, and the speed-up against the published C
+code's seconds per iteration of issue 4 (20.4 s at N = 1, 13.5 s at N = 2,
+float64). Before and after every run the parent process measures the
+matrix-multiply floor of the machine in that dtype: the flop model of
+``bench/flop_model.py`` over the rate of the iteration's ``W_1 a_0``
+product, ``(60000 x 784)(784 x 500)``, on T BLAS threads (``bench.common.floor_seconds``, median of 7 products, a few
 seconds like the iterations timed), and every layout's wall time is also
 given as a multiple of the mean of those two floors. The load average is
 printed before and after: on a shared machine read the CPU-time columns.
 
-    python bench/parallel_efficiency.py --data-dir /work/shared/data/mnist --rounds 2
+    python -m bench.scripts.parallel_efficiency --data-dir /work/shared/data/mnist --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import itertools
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+from bench.common import floor_operands, floor_seconds
+from bench.scripts.talk_tables import probe_run
 
-from compare_iteration import gemm_rate  # noqa: E402
-from flop_model import iteration_flops  # noqa: E402
-
-LAYERS = (784, 500, 500, 10)
-SAMPLES = 60_000
 #: Issue 4: the public C/GSL/MPI code, 784-500-500-10, float64, seconds per
 #: iteration on this kind of machine (N = 1 with two BLAS threads).
 C_CODE_S = {1: 20.4, 2: 13.5}
 
 
 def run(n_ranks: int, threads: int, dtype: str, args: argparse.Namespace, work: Path) -> dict:
-    tag = f"{n_ranks}_{threads}_{dtype}"
-    metrics, prefix = work / f"metrics_{tag}.jsonl", work / f"probe_{tag}"
-    train_args = ["--data", "mnist", "--iterations", str(args.iterations),
-                  "--eval-every", str(10 * args.iterations), "--dtype", dtype,
-                  "--metrics", str(metrics)]  # fmt: skip
-    if args.data_dir:
-        train_args += ["--data-dir", args.data_dir]
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
-    cmd = [mpiexec, "-n", str(n_ranks), sys.executable, str(HERE / "talk_tables.py"),
-           "--rank-probe", str(prefix), "--", *train_args]  # fmt: skip
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    subprocess.run(cmd, env=env, check=True, timeout=900, stdout=subprocess.DEVNULL)
-    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    cumulative = [0.0] + [r["time_s"] for r in lines if "event" not in r]
-    wall = [b - a for a, b in itertools.pairwise(cumulative)][1:]
-    probes = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in range(n_ranks)]
-    compute = [
-        max(p["cpu"][i] - p["comm_cpu"][i] for p in probes) for i in range(1, len(wall) + 1)
-    ]
-    return {"wall": statistics.median(wall), "cpu": statistics.median(compute)}
+    """One run of N ranks x T threads: median wall s / iteration (iterations 2..) and
+    the slowest rank's compute CPU s / iteration (mean of all, Allreduce excluded)."""
+    res = probe_run(
+        n_ranks,
+        dtype,
+        args.iterations,
+        work,
+        threads=threads,
+        data=args.data,
+        data_dir=args.data_dir,
+    )
+    wall = res["time_per_iteration"][1:]
+    return {"wall": statistics.median(wall), "cpu": max(res["compute"])}
 
 
-@functools.cache
-def gemm_operands(dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``a_0``, ``W_1`` and the output of the floor's product, made once per dtype."""
-    rng = np.random.default_rng(0)
-    x = rng.random((SAMPLES, LAYERS[0]), dtype=np.float32).astype(dtype)
-    w = rng.random((LAYERS[1], LAYERS[0]), dtype=np.float32).astype(dtype)
-    return x, w, np.empty((SAMPLES, LAYERS[1]), dtype=dtype)
+#: The floor's operands, made once per dtype (47M random numbers each).
+operands = functools.cache(floor_operands)
 
 
-def floor_seconds(dtype: str, threads: int) -> float:
-    """The iteration's flops over the GEMM rate of ``W_1 a_0`` on ``threads`` threads, now."""
+def floor_now(dtype: str, threads: int) -> float:
+    """The iteration's floor on ``threads`` threads, now (median of 7 products)."""
     with threadpool_limits(threads):
-        rate = gemm_rate(*gemm_operands(dtype), repeats=7)
-    return iteration_flops(LAYERS, SAMPLES) / rate / 1e9
+        return floor_seconds(operands(dtype), repeats=7)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data", default="mnist", help="the program's --data (mnist-sample: a quick check)"
+    )
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files")
     parser.add_argument("--threads", type=int, default=2, help="T (default 2)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -108,15 +88,15 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             for d in dtypes:
                 for n, t in layouts:
-                    before = floor_seconds(d, T)
+                    before = floor_now(d, T)
                     res = run(n, t, d, args, Path(tmp))
-                    res["floor"] = floor = (before + floor_seconds(d, T)) / 2
+                    res["floor"] = floor = (before + floor_now(d, T)) / 2
                     results[(d, n)].append(res)
                     print(f"round {r + 1}: {d} N={n} x {t} threads: wall {res['wall']:.2f} s, "
                           f"cpu {res['cpu']:.2f} s, floor {floor:.2f} s, "
                           f"load {os.getloadavg()[0]:.2f}", file=sys.stderr)  # fmt: skip
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
-    print(f"784-500-500-10, MNIST 60,000, {args.rounds} rounds x {args.iterations} iterations; "
+    print(f"784-500-500-10, --data {args.data}, {args.rounds} rounds x {args.iterations} iterations; "
           "medians (iterations 2.. of each run, then over rounds)\n")  # fmt: skip
     print("| dtype | layout | wall s / iter | CPU s / iter | floor s | wall / floor (per round) "
           "| N=T / N=1 wall (per round) | C code / ours (wall) |")  # fmt: skip

@@ -5,8 +5,9 @@ little about the iteration's conditions. This script alternates, round by
 round: one float64 iteration of ``ADMMNetwork`` between two GEMM rate
 measurements in float64, the same in float32, and (unless
 ``--no-reference``) one iteration of the plain NumPy
-``tests/reference_admm.ReferenceADMM``. Each iteration is divided by the
-floor of its own round (the flop model of ``flop_model.py`` over the GEMM
+``tests/reference_admm.ReferenceADMM``. An iteration of ours is
+``ADMMNetwork.step()``. Each iteration is divided by the floor of its own
+round (the flop model of ``bench/flop_model.py`` over the GEMM
 rate measured around it, same precision, same BLAS), and the table reports
 medians over the rounds of these ratios and of the times (the GEMM rate of
 a round is the mean of the rates before and after, each the median of 3
@@ -19,8 +20,8 @@ otherwise (``--entrywise-threads 1``: all on the calling thread, as before
 they were threaded). Idle OpenBLAS threads sleep after a short spin, as in
 ``python -m admm.train`` (``OPENBLAS_THREAD_TIMEOUT``, unless set).
 
-    OPENBLAS_NUM_THREADS=2 python bench/compare_iteration.py --threads 2 --rounds 5
-    OPENBLAS_NUM_THREADS=1 python bench/compare_iteration.py --threads 1 --cpu-time
+    OPENBLAS_NUM_THREADS=2 python -m bench.scripts.compare_iteration --threads 2 --rounds 5
+    OPENBLAS_NUM_THREADS=1 python -m bench.scripts.compare_iteration --threads 1 --cpu-time
 
 Prints a Markdown table. Local (no MPI).
 """
@@ -32,7 +33,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 # As python -m admm.train does, before NumPy loads the BLAS: idle BLAS threads
 # sleep soon instead of spinning on the cores of the entry-wise kernels.
@@ -40,35 +40,25 @@ from admm._cores import short_blas_spin
 
 short_blas_spin()
 
+import admm  # noqa: E402
 import numpy as np  # noqa: E402
+from admm import ADMMNetwork  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-
-import admm  # noqa: E402
-from admm import ADMMNetwork  # noqa: E402
-from bench_data import PARAMS, mnist_like, reference_after_one_step  # noqa: E402
-from flop_model import gemm_flops, iteration_flops  # noqa: E402
-
-from admm_core import matmul  # noqa: E402
+from bench.common import (  # noqa: E402
+    M_TRAIN,
+    MNIST_LAYERS,
+    PARAMS,
+    gemm_rate,
+    mnist_like,
+    reference_after_one_step,
+)
+from bench.flop_model import iteration_flops  # noqa: E402
 
 #: The clock of every measurement: wall time, or with ``--cpu-time`` the CPU
 #: time of the process (meaningful with one BLAS thread on a loaded machine:
 #: time spent waiting for a core is not counted).
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def gemm_rate(
-    X: np.ndarray, w: np.ndarray, out: np.ndarray, clock=time.perf_counter, repeats: int = 3
-) -> float:
-    """Median GFLOP/s of ``out = X w^T`` (the iteration's ``W_1 a_0``) over ``repeats``."""
-    times = []
-    for _ in range(repeats):
-        t = clock()
-        matmul(X, w, out, transpose_b=True)
-        times.append(clock() - t)
-    return gemm_flops(X.shape[0], w.shape[0], X.shape[1]) / statistics.median(times) / 1e9
 
 
 def timed(step, clock=time.perf_counter) -> float:
@@ -79,7 +69,7 @@ def timed(step, clock=time.perf_counter) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--m", type=int, default=60_000, help="samples (default 60000)")
+    parser.add_argument("--m", type=int, default=M_TRAIN, help=f"samples (default {M_TRAIN})")
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument(
@@ -93,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "--cpu-time", action="store_true", help="time in process CPU time (use with --threads 1)"
     )
     args = parser.parse_args(argv)
-    layers = (784, 500, 500, 10)
+    layers = MNIST_LAYERS
     flops = iteration_flops(layers, args.m)
     clock = CLOCK["cpu" if args.cpu_time else "wall"]
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
@@ -117,12 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             for dt, net in nets.items():
                 before = gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)
-
-                def step(net=net):
-                    net._iterate(net.n_iter_)
-                    net.n_iter_ += 1
-
-                t = timed(step, clock)
+                t = timed(net.step, clock)
                 rate = (before + gemm_rate(inputs[dt], gemm_w[dt], gemm_out[dt], clock)) / 2
                 rows.setdefault(f"gemm {dt}", []).append(rate)
                 rows.setdefault(f"ours {dt}", []).append(t)
@@ -139,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(
-        f"784-500-500-10, m = {args.m} ({source}), {args.threads} BLAS thread(s), "
+        f"{'-'.join(map(str, layers))}, m = {args.m} ({source}), {args.threads} BLAS thread(s), "
         f"{entrywise} entry-wise thread(s), "
         f"{args.rounds} rounds, medians of {'CPU' if args.cpu_time else 'wall'} time; "
         f"flop model {flops:.3g}\n"

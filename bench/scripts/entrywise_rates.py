@@ -13,7 +13,7 @@ lam, labels and writes z, lam).
 holding another build's ``admm_core/``), to compare builds side by side in
 one run, alternating between them round by round::
 
-    python bench/entrywise_rates.py --kernels /tmp/old_build_pkg --rounds 7
+    python -m bench.scripts.entrywise_rates --kernels /tmp/old_build_pkg --rounds 7
 
 Local; the arrays are synthetic (z-update inputs spread over every
 candidate's region).
@@ -31,13 +31,19 @@ from types import ModuleType
 
 import numpy as np
 
+from bench.common import M_TRAIN, MNIST_LAYERS
+
 
 def load_kernels(directory: str | None) -> ModuleType:
-    """``admm_core._kernels`` of the installed package, or of ``directory/admm_core``."""
-    if directory is None:
-        import admm_core._kernels as kernels
+    """The kernels of the installed ``admm_core``, or of the build in ``directory/admm_core``.
 
-        return kernels
+    Another build is loaded from its compiled ``_kernels`` file (a detail of
+    the build: there is no public way to import a second copy of a package).
+    """
+    if directory is None:
+        import admm_core
+
+        return admm_core
     files = sorted(Path(directory, "admm_core").glob("_kernels.*.so"))
     if not files:
         raise ValueError(f"no admm_core/_kernels.*.so under {directory}")
@@ -51,7 +57,7 @@ def load_kernels(directory: str | None) -> ModuleType:
 
 def cases(rng: np.random.Generator, dtype: str):
     """(name, bytes, setup, run) of every timed kernel call in ``dtype``."""
-    m, n, k = 60_000, 500, 10
+    m, n, k = M_TRAIN, MNIST_LAYERS[2], MNIST_LAYERS[3]
     a = np.clip(rng.normal(0.5, 0.6, (m, n)), 0, 1).astype(dtype)
     z0 = rng.normal(0.3, 1.5, (m, n)).astype(dtype)
     z = np.empty_like(z0)

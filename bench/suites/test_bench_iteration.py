@@ -6,18 +6,18 @@ as samples, dense ``numpy.linalg.solve``), on the session's problem
 (``ADMM_BENCH_SIZE``: 2,000 samples by default, all 60,000 MNIST images with
 ``mnist``; layers 784-500-500-10, hard sigmoid, hinge, beta 0.2, gamma 20).
 
-Our iteration is driven through the internal ``ADMMNetwork._iterate(t)``
-after a first ``fit(X, y, iterations=1)``: that is exactly the loop body of
-``fit`` (the weight, activation and z-updates, the multiplier update and the
-one Allreduce of the objective terms), without ``fit``'s argument checks,
-which scan the whole input block. ``warmup=0``, so every timed iteration
-updates the multiplier.
+Our iteration is ``ADMMNetwork.step()`` after a first
+``fit(X, y, iterations=1)``: exactly the loop body of ``fit`` (the weight,
+activation and z-updates, the multiplier update and the one Allreduce of
+the objective terms), without ``fit``'s argument checks, which scan the
+whole input block. ``warmup=0``, so every timed iteration updates the
+multiplier.
 
 The iteration contains collectives, so it runs a fixed number of rounds
 after a barrier (automatic calibration could deadlock under ``mpiexec``).
-``extra_info`` holds the flop count of the model in ``flop_model.py`` and,
-when timed, the GFLOP/s it implies; ``report.py`` divides it by the GEMM
-rate of the same run to get the floor.
+``extra_info`` holds the flop count of the model in ``bench/flop_model.py``
+and, when timed, the GFLOP/s it implies; ``bench.scripts.report`` divides it
+by the GEMM rate of the same run to get the floor.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import math
 import numpy as np
 import pytest
 from admm import ADMMNetwork
-from bench_data import PARAMS, mnist_like, reference_after_one_step
-from flop_model import iteration_flops
+from mpi4py import MPI
+
+from bench.common import PARAMS, mnist_like, reference_after_one_step
+from bench.flop_model import iteration_flops
 
 #: Agreement of the weights after one iteration with the float64 reference,
 #: relative to each weight matrix's largest entry. float32's W_1 comes from a
@@ -92,15 +94,14 @@ def test_iteration_admm(benchmark, size, problem, dtype):
     # The first iteration (in the fixture) must agree with the reference's.
     _assert_close(problem["first"][dtype], problem["expected"], WEIGHT_RTOL[dtype])
 
-    def step():
-        objective, _ = net._iterate(net.n_iter_)
-        net.n_iter_ += 1
-        return objective
-
-    net._communicator().barrier()
-    objective = benchmark.pedantic(step, rounds=size.iteration_rounds, iterations=1)
+    start = net.n_iter_
+    MPI.COMM_WORLD.Barrier()
+    record = benchmark.pedantic(net.step, rounds=size.iteration_rounds, iterations=1)
     _record(benchmark, size, problem["source"])
-    assert math.isfinite(objective)
+    # One round with --benchmark-disable, iteration_rounds when timed.
+    assert net.n_iter_ > start and record is net.history[-1]
+    assert record["iteration"] == net.n_iter_
+    assert math.isfinite(record["objective"]) and math.isfinite(record["residual"])
 
 
 @pytest.mark.benchmark(group="iteration")

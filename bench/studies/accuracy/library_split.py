@@ -3,12 +3,13 @@
 Trains ``admm.ADMMNetwork`` with ``--preset``'s arguments (plus overrides)
 on the first ``--train`` images of the seed-0 (``--split-seed``) permutation
 of MNIST's 60,000 training images and validates on the next ``--val`` (with
-seed 0 the split of ``study.py``; the test set is not read), then applies ``refit()``. Prints one
-JSON line on rank 0: validation accuracy by iteration, after the refit, and
-the forward pass's accuracy on its own training images before and after.
+seed 0 the split of ``study``; the test set is not read), then applies
+``refit()``. Prints one JSON line on rank 0: validation accuracy by
+iteration, after the refit, and the forward pass's accuracy on its own
+training images before and after. From the repository root:
 
-    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python bench/accuracy/library_split.py \\
-        --set rho_relative=0.003 --out bench/accuracy/library_split.jsonl
+    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python -m bench.studies.accuracy.library_split \\
+        --set rho_relative=0.003 --out bench/studies/accuracy/library_split.jsonl
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import numpy as np
 from admm.data import block_range, load_dataset
 from mpi4py import MPI
 
+from bench.common import MNIST_LAYERS, SHARED_MNIST
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--data-dir", default=str(Path(__file__).resolve().parents[3] / "shared/data/mnist")
-    )
+    p.add_argument("--data-dir", type=Path, default=SHARED_MNIST, help="the MNIST IDX files")
     p.add_argument("--preset", default="best", choices=sorted(admm.PRESETS))
     p.add_argument(
         "--set",
@@ -62,9 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     X, y = ds.X_train[train[lo:hi]], ds.y_train[train[lo:hi]]
     X_val, y_val = ds.X_train[val[vlo:vhi]], ds.y_train[val[vlo:vhi]]
 
-    net = admm.ADMMNetwork(
-        (784, 500, 500, 10), **{**admm.PRESETS[args.preset], **overrides}, comm=comm
-    )
+    net = admm.ADMMNetwork(MNIST_LAYERS, **{**admm.PRESETS[args.preset], **overrides}, comm=comm)
     started = time.perf_counter()
     net.fit(X, y, iterations=args.iterations, X_val=X_val, y_val=y_val, eval_every=args.eval_every)
     fit_s = time.perf_counter() - started

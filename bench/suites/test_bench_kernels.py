@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference_admm import hidden_z_closed_form, hinge_prox
 
 from admm_core import (
     apply_activation,
@@ -27,11 +26,13 @@ from admm_core import (
     matmul,
     output_hinge_update,
 )
+from bench.common import MNIST_LAYERS
+from tests.reference_admm import hidden_z_closed_form, hinge_prox
 
 DTYPES = ["float64", "float32"]
 #: Relative tolerance of a result against NumPy in float64, per dtype.
 RTOL = {"float64": 1e-10, "float32": 1e-4}
-N_IN, N_HIDDEN, N_OUT = 784, 500, 10
+N_IN, N_HIDDEN, _, N_OUT = MNIST_LAYERS
 GAMMA, BETA = 20.0, 0.2
 
 

@@ -1,0 +1,1 @@
+"""Standalone measuring scripts: ``python -m bench.scripts.NAME`` from the repository root."""

@@ -1,0 +1,1 @@
+"""Studies with their results: ``bench.studies.accuracy`` (docs/accuracy-study.md)."""

@@ -1,0 +1,1 @@
+"""The accuracy study of issue 5: drivers over ``admm.ADMMNetwork`` and the results (*.jsonl)."""

@@ -1,0 +1,1 @@
+"""pytest-benchmark suites of the compiled kernels and of one ADMM iteration."""
