@@ -81,3 +81,12 @@ def test_phase_timer_is_quiet_when_inactive_and_nests():
 
 def test_public_names():
     assert admm.PhaseTimer is PhaseTimer
+
+
+def test_options_doc_is_generated_from_the_table():
+    from pathlib import Path
+
+    from admm.config import options_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "options.md"
+    assert doc.read_text() == options_markdown(), "run: python -m admm.config > docs/options.md"

@@ -33,7 +33,7 @@ import time
 
 # As python -m admm.train does, before NumPy loads the BLAS: idle BLAS threads
 # sleep soon instead of spinning on the cores of the entry-wise kernels.
-from admm._cores import short_blas_spin
+from admm import short_blas_spin
 
 short_blas_spin()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from admm._cores import short_blas_spin
+from admm import short_blas_spin
 
 short_blas_spin()
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._cores import short_blas_spin
 from .presets import PRESET_ITERATIONS, PRESET_REFIT, PRESETS
 
 if TYPE_CHECKING:
     from ._threads import get_num_threads, set_num_threads
+    from .config import Config
     from .network import ADMMNetwork, load
+    from .solver import NumericalError
     from .timing import PhaseTimer
 
 __version__ = "0.1.0"
@@ -29,6 +32,8 @@ _LAZY = {
     "get_num_threads": "._threads",
     "set_num_threads": "._threads",
     "PhaseTimer": ".timing",
+    "Config": ".config",
+    "NumericalError": ".solver",
 }
 
 __all__ = [
@@ -36,11 +41,14 @@ __all__ = [
     "PRESET_ITERATIONS",
     "PRESET_REFIT",
     "ADMMNetwork",
+    "Config",
+    "NumericalError",
     "PhaseTimer",
     "__version__",
     "get_num_threads",
     "load",
     "set_num_threads",
+    "short_blas_spin",
 ]
 
 

@@ -688,3 +688,44 @@ def options_doc() -> str:
         lines.append(f"{f.name} : default {f.default!r}")
         lines.append(f"    {f.metadata['help']}.")
     return "\n".join(lines)
+
+
+def options_markdown() -> str:
+    """``docs/options.md``: the table as Markdown (``python -m admm.config``)."""
+    rows = [
+        "# Options",
+        "",
+        "Generated from the parameter table `admm.config.Config` by "
+        "`python -m admm.config > docs/options.md` (a test keeps it current). Every option "
+        "is a keyword of `ADMMNetwork` and of `Config`, and a flag of `python -m admm.train` "
+        "(the name with dashes; a true/false option also has `--no-NAME`). *Before* is the "
+        "value a model file or checkpoint written before the option existed is read with.",
+        "",
+        "| option | default | values | before | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in dataclasses.fields(Config):
+        constraint = f.metadata["constraint"]
+        if isinstance(constraint, Choice | DType):
+            values = ", ".join(f"`{v}`" for v in constraint.flag_kwargs()["choices"])
+        elif isinstance(constraint, Flag):
+            values = "true, false"
+        elif isinstance(constraint, Integer | Interval):
+            values = constraint.what
+        elif isinstance(constraint, Growth):
+            values = "a number >= 1"
+        else:
+            assert isinstance(constraint, PerLayer)
+            layer = "weight" if constraint.kind == "weights" else "hidden"
+            values = f"positive: one, or one per {layer} layer" + (
+                "; none" if constraint.optional else ""
+            )
+        legacy = f.metadata["legacy"]
+        before = "" if legacy is _NO_LEGACY else f"`{legacy!r}`"
+        help_text = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `{f.name}` | `{f.default!r}` | {values} | {before} | {help_text} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

@@ -10,8 +10,7 @@ one, :func:`network_options`.
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .. import _mpi, config
@@ -40,61 +39,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 from the command line."""
-    return _int_at_least(text, 1, "a positive integer")
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 from the command line."""
-    return _int_at_least(text, 0, "a non-negative integer")
-
-
-def _int_at_least(text: str, low: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-
-
-def _float_where(text: str, accept: Callable[[float], bool], what: str) -> float:
-    """A finite float from the command line for which ``accept`` holds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and accept(value)):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
+#: An integer >= 1 from the command line (the parameter table's parser).
+positive_int = config.Integer(1).parse
 
 
 def positive_float(text: str) -> float:
     """A finite float > 0 from the command line."""
-    return _float_where(text, lambda v: v > 0, "a positive number")
-
-
-def positive_floats(text: str) -> float | list[float]:
-    """One positive float, or several separated by commas (one per layer)."""
-    values = [positive_float(part) for part in text.split(",")]
-    return values[0] if len(values) == 1 else values
-
-
-def growth_factor(text: str) -> float:
-    """A finite float >= 1 from the command line (continuation factor)."""
-    return _float_where(text, lambda v: v >= 1, "a number >= 1")
-
-
-def unit_fraction(text: str) -> float:
-    """A float in (0, 1] from the command line (the ridge's final fraction)."""
-    return _float_where(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def inertia_factor(text: str) -> float:
-    """A float in [0, 1) from the command line (the weights' extrapolation)."""
-    return _float_where(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    return config.Interval(lambda v: v > 0, "a positive number").parse(text)
 
 
 def layer_widths(text: str) -> tuple[int, ...]:
