@@ -21,9 +21,13 @@ import numpy as np
 
 from admm_core import apply_activation, hidden_z_update
 
+from ._registry import Registry
+
 __all__ = ["Activation", "get", "names", "register", "summary"]
 
-_REGISTRY: dict[str, type[Activation]] = {}
+
+_REGISTRY: Registry[Activation] = Registry("activation")
+register = _REGISTRY.register
 
 
 class Activation:
@@ -54,15 +58,6 @@ class Activation:
         ``(sum (a - h(z))^2, sum (z - m)^2)``, in an order fixed by the size."""
         return hidden_z_update(z, a, gamma, beta, self.name)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-def register(cls: type[Activation]) -> type[Activation]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
 
 @register
 class HardSigmoid(Activation):
@@ -83,20 +78,16 @@ class ReLU(Activation):
 
 
 def names() -> tuple[str, ...]:
-    """The registered activations' names, in registration order."""
-    return tuple(_REGISTRY)
+    """The registered activation names, in registration order."""
+    return _REGISTRY.names()
 
 
 def summary() -> str:
     """``"clip(x, 0, 1) or max(x, 0)"``: every formula, for ``--help``."""
-    formulas: Sequence[str] = [cls.formula for cls in _REGISTRY.values()]
+    formulas: Sequence[str] = [cls.formula for cls in _REGISTRY.classes()]
     return ", ".join(formulas[:-1]) + " or " + formulas[-1] if len(formulas) > 1 else formulas[0]
 
 
 def get(name: str, options: Any = None) -> Activation:
     """The activation called ``name``, with its parameters from ``options``."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {names()}") from None
-    return cls.from_options(options)
+    return _REGISTRY.get(name, options)

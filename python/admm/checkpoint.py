@@ -93,9 +93,9 @@ def save_checkpoint(
     directory = os.fspath(directory)
     iteration = int(state["n_iter"])
     name = state_file_name(iteration, comm.rank)
-    message = None
-    sha = None
-    try:
+    path = os.path.join(directory, name)
+
+    def write_rank_file() -> str:
         arrays: dict[str, np.ndarray] = {
             "format_version": np.array(FORMAT_VERSION),
             "rank": np.array(comm.rank),
@@ -117,18 +117,19 @@ def save_checkpoint(
                 f"refusing to checkpoint iteration {iteration}: {', '.join(bad)} "
                 "contain NaN or inf"
             )
-        path = os.path.join(directory, name)
-        atomic_savez(path, arrays)
-        sha = file_sha256(path)
-    except CheckpointError as exc:
-        message = str(exc)
-    except OSError as exc:
-        message = f"cannot write checkpoint file {os.path.join(directory, name)}: {exc}"
-    comm.raise_if_any(message, CheckpointError)
+        try:
+            atomic_savez(path, arrays)
+            return file_sha256(path)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write checkpoint file {path}: {exc}") from None
+
+    sha = comm.agreed(write_rank_file, CheckpointError)
     entries = comm.agree({"rank": comm.rank, "file": name, "sha256": sha, "data": rank_info})
     manifest_path = os.path.join(directory, MANIFEST)
-    message = None
-    if comm.rank == 0:
+
+    def write_manifest() -> None:
+        if comm.rank != 0:
+            return
         manifest = {
             "format": "admm-checkpoint",
             "format_version": FORMAT_VERSION,
@@ -143,9 +144,12 @@ def save_checkpoint(
         try:
             atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
         except (OSError, TypeError, ValueError) as exc:
-            message = f"cannot write checkpoint manifest {manifest_path}: {exc}"
+            raise CheckpointError(
+                f"cannot write checkpoint manifest {manifest_path}: {exc}"
+            ) from None
+
     # Also the barrier that keeps older files until the new manifest is in place.
-    comm.raise_if_any(message, CheckpointError)
+    comm.agreed(write_manifest, CheckpointError)
     _remove_stale(directory, comm, iteration)
     return manifest_path
 
@@ -272,9 +276,8 @@ def load_checkpoint(
     :class:`CheckpointError` on every rank when any rank finds a problem.
     """
     directory = os.fspath(directory)
-    state = None
-    message = None
-    try:
+
+    def read_rank_state() -> dict[str, Any]:
         manifest = read_manifest(directory)
         if manifest["ranks"] != comm.size:
             raise CheckpointError(
@@ -286,9 +289,6 @@ def load_checkpoint(
             raise CheckpointError(
                 f"the checkpoint in {directory} belongs to another run: " + "; ".join(differences)
             )
-        state = _read_rank_state(directory, manifest, comm.rank, comm.size, rank_info)
-    except CheckpointError as exc:
-        message = str(exc)
-    comm.raise_if_any(message, CheckpointError)
-    assert state is not None
-    return state
+        return _read_rank_state(directory, manifest, comm.rank, comm.size, rank_info)
+
+    return comm.agreed(read_rank_state, CheckpointError)

@@ -21,9 +21,13 @@ import numpy as np
 
 from admm_core import output_hinge_update, output_squared_update
 
+from ._registry import Registry
+
 __all__ = ["Loss", "get", "names", "register", "summary"]
 
-_REGISTRY: dict[str, type[Loss]] = {}
+
+_REGISTRY: Registry[Loss] = Registry("loss")
+register = _REGISTRY.register
 
 
 class Loss:
@@ -79,15 +83,6 @@ class Loss:
         if y.ndim != 1:
             raise ValueError(f"labels must be 1-D, got shape {y.shape}")
         return y.astype(np.int64)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-def register(cls: type[Loss]) -> type[Loss]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
 
 
 @register
@@ -145,20 +140,16 @@ class Squared(Loss):
 
 
 def names() -> tuple[str, ...]:
-    """The registered losses' names, in registration order."""
-    return tuple(_REGISTRY)
+    """The registered loss names, in registration order."""
+    return _REGISTRY.names()
 
 
 def summary() -> str:
     """Every loss's description, for ``--help``."""
-    texts = [cls.description for cls in _REGISTRY.values()]
+    texts = [cls.description for cls in _REGISTRY.classes()]
     return ", ".join(texts[:-1]) + ", or " + texts[-1] if len(texts) > 1 else texts[0]
 
 
 def get(name: str, options: Any = None) -> Loss:
     """The loss called ``name``, with its parameters from ``options``."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; expected one of {names()}") from None
-    return cls.from_options(options)
+    return _REGISTRY.get(name, options)

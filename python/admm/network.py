@@ -215,7 +215,7 @@ class ADMMNetwork:
         self
         """
         comm = self._communicator()
-        comm.raise_if_any(self._validate_fit(X, y, iterations, X_val, y_val, eval_every))
+        comm.agreed(lambda: self._check_fit(X, y, iterations, X_val, y_val, eval_every))
         # Hyper-parameters must agree across ranks, or the Allreduces would
         # silently sum different problems.
         comm.raise_if_any(self._config_mismatch(comm))
@@ -644,39 +644,35 @@ class ADMMNetwork:
             raise ValueError(f"{name} contains NaN or inf")
         return X
 
-    def _validate_fit(self, X, y, iterations, X_val, y_val, eval_every) -> str | None:
-        """The first problem with fit's arguments on this rank, or None."""
-        try:
-            if (
-                isinstance(iterations, bool)
-                or not isinstance(iterations, int | np.integer)
-                or iterations < 0
-            ):
-                raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
-            if (
-                isinstance(eval_every, bool)
-                or not isinstance(eval_every, int | np.integer)
-                or eval_every < 1
-            ):
-                raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-            X = self._check_input(X, "X")
+    def _check_fit(self, X, y, iterations, X_val, y_val, eval_every) -> None:
+        """Raise ``ValueError`` naming the first problem with fit's arguments on this rank."""
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, int | np.integer)
+            or iterations < 0
+        ):
+            raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+        if (
+            isinstance(eval_every, bool)
+            or not isinstance(eval_every, int | np.integer)
+            or eval_every < 1
+        ):
+            raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+        X = self._check_input(X, "X")
+        if self.config.deskew:
+            check_pixels(X)
+        self._loss.targets(y, X.shape[0], self.layers[-1], self.dtype)
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        if X_val is not None:
+            X_val = self._check_input(X_val, "X_val")
             if self.config.deskew:
-                check_pixels(X)
-            self._loss.targets(y, X.shape[0], self.layers[-1], self.dtype)
-            if (X_val is None) != (y_val is None):
-                raise ValueError("X_val and y_val must be given together")
-            if X_val is not None:
-                X_val = self._check_input(X_val, "X_val")
-                if self.config.deskew:
-                    check_pixels(X_val)
-                labels = self._loss.labels(y_val, self.layers[-1])
-                if labels.shape[0] != X_val.shape[0]:
-                    raise ValueError(
-                        f"y_val has {labels.shape[0]} samples, X_val has {X_val.shape[0]}"
-                    )
-        except ValueError as exc:
-            return str(exc)
-        return None
+                check_pixels(X_val)
+            labels = self._loss.labels(y_val, self.layers[-1])
+            if labels.shape[0] != X_val.shape[0]:
+                raise ValueError(
+                    f"y_val has {labels.shape[0]} samples, X_val has {X_val.shape[0]}"
+                )
 
     def _global_accuracy(self, X_val: np.ndarray, y_val: np.ndarray) -> float:
         correct = float(np.sum(self.predict(X_val) == y_val))
