@@ -58,6 +58,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("ADMM_DATA_DIR", raising=False)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"http://127.0.0.1:{closed_port()}/")
+    # A private copy of the checksum table, which the fake Fashion-MNIST files extend.
+    monkeypatch.setattr(data, "FASHION_SHA256", dict(data.FASHION_SHA256))
 
 
 def idx_content(magic: int, array: np.ndarray) -> bytes:
@@ -73,9 +75,9 @@ def write(path: Path, content: bytes, gz: bool = False) -> Path:
 
 
 def fake_idx_folder(
-    folder: Path, rng, n_train=50, n_test=20, gz=False, shape=(28, 28), labels=None
+    folder: Path, rng, n_train=50, n_test=20, gz=False, shape=(28, 28), labels=None, trust=True
 ) -> dict[str, bytes]:
-    """Four small random IDX files in ``folder`` (plain Fashion-MNIST files carry no checksum)."""
+    """Four small random IDX files in ``folder``; ``trust``: accepted as Fashion-MNIST (:func:`trust_fashion`)."""
     contents = {}
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
@@ -84,7 +86,20 @@ def fake_idx_folder(
         contents[f"{prefix}-labels-idx1-ubyte"] = idx_content(LABELS_MAGIC, y)
     for stem, content in contents.items():
         write(folder / (stem + (".gz" if gz else "")), content, gz)
+    if trust:
+        trust_fashion(folder)
     return contents
+
+
+def trust_fashion(folder: Path) -> None:
+    """Make the IDX files now in ``folder`` the Fashion-MNIST of this test (its private table)."""
+    for stem in IDX_FILES:
+        path = data._find_file(folder, stem)
+        assert path is not None
+        content = path.read_bytes()
+        if content[:2] == b"\x1f\x8b":
+            content = gzip.decompress(content)
+        data.FASHION_SHA256[stem] = hashlib.sha256(content).hexdigest()
 
 
 def mnist_folder(folder: Path, shared: Path, replace: dict[str, bytes] | None = None) -> Path:
@@ -318,6 +333,7 @@ def test_image_and_label_counts_disagree(tmp_path, rng):
     fake_idx_folder(tmp_path, rng)
     y = rng.integers(0, 10, size=49, dtype=np.uint8)
     write(tmp_path / "train-labels-idx1-ubyte", idx_content(LABELS_MAGIC, y))
+    trust_fashion(tmp_path)
     with pytest.raises(DataError, match=r"holds 50 images but .* holds 49 labels"):
         load_dataset("fashion-mnist", tmp_path, download=False)
 
@@ -353,10 +369,56 @@ def test_mnist_checksum_mismatch(shared_mnist, tmp_path):
         load_dataset("mnist", folder, download=False)
 
 
-def test_fashion_gzip_checksum_mismatch(tmp_path, rng):
-    fake_idx_folder(tmp_path, rng, gz=True)
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: checksum mismatch: MD5"):
+@pytest.mark.parametrize("gz", [False, True])
+def test_fashion_checksum_mismatch(tmp_path, rng, gz):
+    fake_idx_folder(tmp_path, rng, gz=gz, trust=False)  # the real table: these are not it
+    name = "train-labels-idx1-ubyte" + (".gz" if gz else "")
+    with pytest.raises(DataError, match=rf"{name}: checksum mismatch: SHA256") as info:
         load_dataset("fashion-mnist", tmp_path, download=False)
+    assert data.FASHION_SHA256[IDX_FILES[1]] in str(info.value)
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_fashion_recompressed_files_accepted(tmp_path, rng, level):
+    """Verification is by content: a .gz compressed differently (as Debian's) still verifies."""
+    contents = fake_idx_folder(tmp_path / "orig", rng, gz=True)
+    for stem, content in contents.items():
+        write(tmp_path / "re" / (stem + ".gz"), gzip.compress(content, level, mtime=12345))
+        assert (tmp_path / "re" / (stem + ".gz")).read_bytes() != (
+            tmp_path / "orig" / (stem + ".gz")
+        ).read_bytes()
+    a = load_dataset("fashion-mnist", tmp_path / "orig", download=False)
+    b = load_dataset("fashion-mnist", tmp_path / "re", download=False)
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+
+
+@pytest.mark.parametrize("stem", IDX_FILES)
+def test_fashion_one_changed_byte_refused(tmp_path, rng, stem):
+    """One byte of content changed (the file still well formed), recompressed: refused."""
+    contents = fake_idx_folder(tmp_path, rng, gz=True)
+    damaged = bytearray(contents[stem])
+    damaged[-1] = (damaged[-1] + 1) % 10  # a valid label or pixel, just a different one
+    write(tmp_path / (stem + ".gz"), bytes(damaged), gz=True)
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist", tmp_path, download=False)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / stem}.gz: checksum mismatch: SHA256")
+    assert hashlib.sha256(damaged).hexdigest() in message and "\n" not in message
+
+
+def test_fashion_debian_package():
+    """The files of Debian's dataset-fashion-mnist (recompressed .gz) verify and load."""
+    folder = Path("/usr/share/datasets/fashion-mnist")
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({folder})")
+    ds = load_dataset("fashion-mnist", folder, rank=3, size=4, dtype="float32", download=False)
+    assert (ds.n_train, ds.n_test, ds.n_features, ds.n_classes) == (60000, 10000, 784, 10)
+    assert ds.train_range == (45000, 60000) and ds.X_train.shape == (15000, 784)
+    assert ds.X_test.shape == (2500, 784) and 0 <= ds.X_train.min() < ds.X_train.max() <= 1
+    # The published class balance: 6000 training and 1000 test images per class.
+    y = read_idx(folder / "train-labels-idx1-ubyte.gz", LABELS_MAGIC).data
+    assert np.bincount(y).tolist() == [6000] * 10
 
 
 def test_mnist_files_given_as_fashion(shared_mnist, tmp_path, rng):
@@ -420,24 +482,19 @@ def test_download_verifies_and_falls_back_to_the_next_mirror(
 
 def test_download_checksum_mismatch_keeps_nothing(http_root, tmp_path, monkeypatch, rng):
     root, url = http_root
-    fake_idx_folder(root / "fashion-mnist", rng, gz=True)
+    fake_idx_folder(root / "fashion-mnist", rng, gz=True, trust=False)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"{url}/{{name}}")
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist")
     message = str(info.value)
     assert f"{url}/fashion-mnist/train-images-idx3-ubyte.gz: " in message
-    assert "checksum mismatch: MD5" in message and "looked in" in message
+    assert "checksum mismatch: SHA256" in message and "looked in" in message
     assert list((tmp_path / "cache" / "admm" / "fashion-mnist").iterdir()) == []
 
 
 def test_download_succeeds_with_matching_checksums(http_root, tmp_path, monkeypatch, rng):
     root, url = http_root
     fake_idx_folder(root / "fashion-mnist", rng, gz=True)
-    md5 = {
-        stem: hashlib.md5((root / "fashion-mnist" / (stem + ".gz")).read_bytes()).hexdigest()
-        for stem in IDX_FILES
-    }
-    monkeypatch.setattr(data, "FASHION_GZ_MD5", md5)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"{url}/{{name}}/")
     ds = load_dataset("fashion-mnist")
     assert ds.n_train == 50 and ds.source == str(tmp_path / "cache" / "admm" / "fashion-mnist")
