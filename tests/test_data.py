@@ -628,6 +628,140 @@ def test_npz_unreadable_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# User HDF5 files: the same arrays and checks as .npz, each rank reading its rows
+
+
+@pytest.fixture
+def h5py():
+    return pytest.importorskip("h5py")
+
+
+def save_h5(h5py, path: Path, **arrays) -> Path:
+    with h5py.File(path, "w") as f:
+        for name, array in arrays.items():
+            f.create_dataset(name, data=np.asarray(array))
+    return path
+
+
+def assert_same_dataset(a, b) -> None:
+    for field in ("X_train", "y_train", "X_test", "y_test"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert x.dtype == y.dtype and x.flags.c_contiguous and y.flags.c_contiguous
+            np.testing.assert_array_equal(x, y, err_msg=field)
+    for field in ("n_train", "n_test", "n_features", "n_classes", "train_range"):
+        assert getattr(a, field) == getattr(b, field), field
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+@pytest.mark.parametrize("block", [1, 4])
+@pytest.mark.parametrize("chunk_bytes", [None, 100])
+def test_hdf5_blocks_equal_npz(h5py, tmp_path, rng, monkeypatch, size, block, chunk_bytes):
+    if chunk_bytes is not None:  # 2 rows of 5 float64 a read: many hyperslabs per rank
+        monkeypatch.setattr(data, "_CHUNK", chunk_bytes)
+    arrays = {
+        "X_train": rng.normal(size=(23, 5)) * 100,
+        "y_train": rng.integers(0, 4, size=23),
+        "X_test": rng.normal(size=(7, 5)),
+        "y_test": np.array([0, 1, 6, 2, 0, 0, 1]),
+    }
+    h5 = save_h5(h5py, tmp_path / "d.h5", **arrays)
+    npz = save_npz(tmp_path / "d.npz", **arrays)
+    rows = []
+    for rank in range(size):
+        a = load_dataset(str(h5), rank=rank, size=size, dtype="float32", block=block)
+        b = load_dataset(str(npz), rank=rank, size=size, dtype="float32", block=block)
+        assert_same_dataset(a, b)
+        assert a.train_range == block_range(23, rank, size, block)
+        assert a.name == a.source == str(h5)
+        rows.append(a.X_train)
+    np.testing.assert_array_equal(np.concatenate(rows), arrays["X_train"].astype(np.float32))
+
+
+@pytest.mark.parametrize("stored", ["float32", "int8", "uint16", ">f8", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hdf5_dtypes_converted(h5py, tmp_path, rng, stored, dtype):
+    X = (rng.normal(size=(9, 3)) * 50).astype(stored)
+    y = rng.integers(0, 3, size=9).astype("int8")
+    path = save_h5(h5py, tmp_path / "d.hdf5", X_train=X, y_train=y)
+    ds = load_dataset(str(path), rank=1, size=2, dtype=dtype)
+    np.testing.assert_array_equal(ds.X_train, X[5:].astype(dtype))
+    assert ds.X_train.dtype == dtype and ds.y_train.dtype == np.int64
+    assert ds.y_train.tolist() == y[5:].tolist() and ds.X_test is None and ds.n_test == 0
+
+
+def test_hdf5_names(h5py, tmp_path, rng):
+    X, y = rng.normal(size=(6, 2)), np.array([0, 1, 2, 0, 1, 2])
+    path = tmp_path / "named.h5"
+    with h5py.File(path, "w") as f:
+        f["train/images"], f["train/labels"] = X, y
+        f["test/images"], f["test/labels"] = X[:2], y[:2]
+    names = {
+        "X_train": "train/images",
+        "y_train": "train/labels",
+        "X_test": "test/images",
+        "y_test": "test/labels",
+    }
+    ds = load_dataset(str(path), names=names)
+    np.testing.assert_array_equal(ds.X_test, X[:2])
+    assert ds.n_train == 6 and ds.n_test == 2
+    with pytest.raises(DataError, match=r"missing dataset X_train \(found: test/images, "):
+        load_dataset(str(path))
+    with pytest.raises(DataError, match=r"train/labels \(y_train\) has 6 labels"):
+        load_dataset(str(path), names={**names, "X_train": "test/images"})
+    with pytest.raises(DataError, match=r"train \(X_train\) is a group, expected a dataset"):
+        load_dataset(str(path), names={**names, "X_train": "train"})
+    with pytest.raises(ValueError, match=r"names: unknown keys \['x_train'\]"):
+        load_dataset(str(path), names={"x_train": "train/images"})
+
+
+#: The bad inputs of .npz that HDF5 can store (it has no unicode or object arrays).
+BAD_HDF5 = [case for case in BAD_NPZ if case not in ("string X", "object X", "string y")]
+
+
+@pytest.mark.parametrize("case", BAD_HDF5)
+def test_hdf5_bad_input(h5py, tmp_path, case):
+    """Every problem gives the one-line message of the same problem in a .npz."""
+    arrays, message = BAD_NPZ[case]
+    message = message.replace("missing array", "missing dataset")
+    path = save_h5(h5py, tmp_path / "bad.h5", **arrays)
+    with pytest.raises(DataError, match=message) as info:
+        load_dataset(str(path), dtype="float32")
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_hdf5_error_only_on_the_rank_that_holds_it(h5py, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_CHUNK", 16)  # one row a read
+    path = save_h5(h5py, tmp_path / "d.h5", X_train=_nan_at(4, 1), y_train=Y6)
+    assert load_dataset(str(path), rank=0, size=2).X_train.shape == (3, 2)
+    with pytest.raises(DataError, match="row 4, column 1"):  # the global row index
+        load_dataset(str(path), rank=1, size=2)
+
+
+def test_hdf5_unreadable_files(h5py, tmp_path):
+    with pytest.raises(DataError, match=r"nothing\.h5: file not found"):
+        load_dataset(str(tmp_path / "nothing.h5"))
+    with pytest.raises(DataError, match=r"junk\.hdf5: not an HDF5 file$"):
+        load_dataset(str(write(tmp_path / "junk.hdf5", b"hello world" * 100)))
+    npz = save_npz(tmp_path / "really.npz", X_train=X6, y_train=Y6)
+    with pytest.raises(DataError, match=r"really\.h5: not an HDF5 file$"):
+        load_dataset(str(write(tmp_path / "really.h5", npz.read_bytes())))
+    good = save_h5(h5py, tmp_path / "good.h5", X_train=X6, y_train=Y6).read_bytes()
+    cut = write(tmp_path / "cut.h5", good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"cut\.h5: not (an|a readable) HDF5 file") as info:
+        load_dataset(str(cut))
+    assert "\n" not in str(info.value)
+
+
+def test_hdf5_without_h5py(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)  # import h5py fails
+    path = write(tmp_path / "d.h5", b"anything")
+    with pytest.raises(DataError, match=r"d\.h5: reading HDF5 files needs h5py: pip install"):
+        load_dataset(str(path))
+
+
+# ---------------------------------------------------------------------------
 # Fuzzing the readers: any input either loads or raises DataError
 
 
