@@ -58,6 +58,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("ADMM_DATA_DIR", raising=False)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"http://127.0.0.1:{closed_port()}/")
+    # A private copy of the checksum table, which the fake Fashion-MNIST files extend.
+    monkeypatch.setattr(data, "FASHION_SHA256", dict(data.FASHION_SHA256))
 
 
 def idx_content(magic: int, array: np.ndarray) -> bytes:
@@ -73,9 +75,9 @@ def write(path: Path, content: bytes, gz: bool = False) -> Path:
 
 
 def fake_idx_folder(
-    folder: Path, rng, n_train=50, n_test=20, gz=False, shape=(28, 28), labels=None
+    folder: Path, rng, n_train=50, n_test=20, gz=False, shape=(28, 28), labels=None, trust=True
 ) -> dict[str, bytes]:
-    """Four small random IDX files in ``folder`` (plain Fashion-MNIST files carry no checksum)."""
+    """Four small random IDX files in ``folder``; ``trust``: accepted as Fashion-MNIST (:func:`trust_fashion`)."""
     contents = {}
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
@@ -84,7 +86,20 @@ def fake_idx_folder(
         contents[f"{prefix}-labels-idx1-ubyte"] = idx_content(LABELS_MAGIC, y)
     for stem, content in contents.items():
         write(folder / (stem + (".gz" if gz else "")), content, gz)
+    if trust:
+        trust_fashion(folder)
     return contents
+
+
+def trust_fashion(folder: Path) -> None:
+    """Make the IDX files now in ``folder`` the Fashion-MNIST of this test (its private table)."""
+    for stem in IDX_FILES:
+        path = data._find_file(folder, stem)
+        assert path is not None
+        content = path.read_bytes()
+        if content[:2] == b"\x1f\x8b":
+            content = gzip.decompress(content)
+        data.FASHION_SHA256[stem] = hashlib.sha256(content).hexdigest()
 
 
 def mnist_folder(folder: Path, shared: Path, replace: dict[str, bytes] | None = None) -> Path:
@@ -318,6 +333,7 @@ def test_image_and_label_counts_disagree(tmp_path, rng):
     fake_idx_folder(tmp_path, rng)
     y = rng.integers(0, 10, size=49, dtype=np.uint8)
     write(tmp_path / "train-labels-idx1-ubyte", idx_content(LABELS_MAGIC, y))
+    trust_fashion(tmp_path)
     with pytest.raises(DataError, match=r"holds 50 images but .* holds 49 labels"):
         load_dataset("fashion-mnist", tmp_path, download=False)
 
@@ -353,10 +369,56 @@ def test_mnist_checksum_mismatch(shared_mnist, tmp_path):
         load_dataset("mnist", folder, download=False)
 
 
-def test_fashion_gzip_checksum_mismatch(tmp_path, rng):
-    fake_idx_folder(tmp_path, rng, gz=True)
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: checksum mismatch: MD5"):
+@pytest.mark.parametrize("gz", [False, True])
+def test_fashion_checksum_mismatch(tmp_path, rng, gz):
+    fake_idx_folder(tmp_path, rng, gz=gz, trust=False)  # the real table: these are not it
+    name = "train-labels-idx1-ubyte" + (".gz" if gz else "")
+    with pytest.raises(DataError, match=rf"{name}: checksum mismatch: SHA256") as info:
         load_dataset("fashion-mnist", tmp_path, download=False)
+    assert data.FASHION_SHA256[IDX_FILES[1]] in str(info.value)
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_fashion_recompressed_files_accepted(tmp_path, rng, level):
+    """Verification is by content: a .gz compressed differently (as Debian's) still verifies."""
+    contents = fake_idx_folder(tmp_path / "orig", rng, gz=True)
+    for stem, content in contents.items():
+        write(tmp_path / "re" / (stem + ".gz"), gzip.compress(content, level, mtime=12345))
+        assert (tmp_path / "re" / (stem + ".gz")).read_bytes() != (
+            tmp_path / "orig" / (stem + ".gz")
+        ).read_bytes()
+    a = load_dataset("fashion-mnist", tmp_path / "orig", download=False)
+    b = load_dataset("fashion-mnist", tmp_path / "re", download=False)
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+
+
+@pytest.mark.parametrize("stem", IDX_FILES)
+def test_fashion_one_changed_byte_refused(tmp_path, rng, stem):
+    """One byte of content changed (the file still well formed), recompressed: refused."""
+    contents = fake_idx_folder(tmp_path, rng, gz=True)
+    damaged = bytearray(contents[stem])
+    damaged[-1] = (damaged[-1] + 1) % 10  # a valid label or pixel, just a different one
+    write(tmp_path / (stem + ".gz"), bytes(damaged), gz=True)
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist", tmp_path, download=False)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / stem}.gz: checksum mismatch: SHA256")
+    assert hashlib.sha256(damaged).hexdigest() in message and "\n" not in message
+
+
+def test_fashion_debian_package():
+    """The files of Debian's dataset-fashion-mnist (recompressed .gz) verify and load."""
+    folder = Path("/usr/share/datasets/fashion-mnist")
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({folder})")
+    ds = load_dataset("fashion-mnist", folder, rank=3, size=4, dtype="float32", download=False)
+    assert (ds.n_train, ds.n_test, ds.n_features, ds.n_classes) == (60000, 10000, 784, 10)
+    assert ds.train_range == (45000, 60000) and ds.X_train.shape == (15000, 784)
+    assert ds.X_test.shape == (2500, 784) and 0 <= ds.X_train.min() < ds.X_train.max() <= 1
+    # The published class balance: 6000 training and 1000 test images per class.
+    y = read_idx(folder / "train-labels-idx1-ubyte.gz", LABELS_MAGIC).data
+    assert np.bincount(y).tolist() == [6000] * 10
 
 
 def test_mnist_files_given_as_fashion(shared_mnist, tmp_path, rng):
@@ -420,24 +482,19 @@ def test_download_verifies_and_falls_back_to_the_next_mirror(
 
 def test_download_checksum_mismatch_keeps_nothing(http_root, tmp_path, monkeypatch, rng):
     root, url = http_root
-    fake_idx_folder(root / "fashion-mnist", rng, gz=True)
+    fake_idx_folder(root / "fashion-mnist", rng, gz=True, trust=False)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"{url}/{{name}}")
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist")
     message = str(info.value)
     assert f"{url}/fashion-mnist/train-images-idx3-ubyte.gz: " in message
-    assert "checksum mismatch: MD5" in message and "looked in" in message
+    assert "checksum mismatch: SHA256" in message and "looked in" in message
     assert list((tmp_path / "cache" / "admm" / "fashion-mnist").iterdir()) == []
 
 
 def test_download_succeeds_with_matching_checksums(http_root, tmp_path, monkeypatch, rng):
     root, url = http_root
     fake_idx_folder(root / "fashion-mnist", rng, gz=True)
-    md5 = {
-        stem: hashlib.md5((root / "fashion-mnist" / (stem + ".gz")).read_bytes()).hexdigest()
-        for stem in IDX_FILES
-    }
-    monkeypatch.setattr(data, "FASHION_GZ_MD5", md5)
     monkeypatch.setenv("ADMM_DATA_MIRRORS", f"{url}/{{name}}/")
     ds = load_dataset("fashion-mnist")
     assert ds.n_train == 50 and ds.source == str(tmp_path / "cache" / "admm" / "fashion-mnist")
@@ -568,6 +625,140 @@ def test_npz_unreadable_files(tmp_path):
     cut = write(tmp_path / "cut.npz", good[: len(good) // 2])
     with pytest.raises(DataError, match=r"cut\.npz: not a readable \.npz file"):
         load_dataset(str(cut))
+
+
+# ---------------------------------------------------------------------------
+# User HDF5 files: the same arrays and checks as .npz, each rank reading its rows
+
+
+@pytest.fixture
+def h5py():
+    return pytest.importorskip("h5py")
+
+
+def save_h5(h5py, path: Path, **arrays) -> Path:
+    with h5py.File(path, "w") as f:
+        for name, array in arrays.items():
+            f.create_dataset(name, data=np.asarray(array))
+    return path
+
+
+def assert_same_dataset(a, b) -> None:
+    for field in ("X_train", "y_train", "X_test", "y_test"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert x.dtype == y.dtype and x.flags.c_contiguous and y.flags.c_contiguous
+            np.testing.assert_array_equal(x, y, err_msg=field)
+    for field in ("n_train", "n_test", "n_features", "n_classes", "train_range"):
+        assert getattr(a, field) == getattr(b, field), field
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+@pytest.mark.parametrize("block", [1, 4])
+@pytest.mark.parametrize("chunk_bytes", [None, 100])
+def test_hdf5_blocks_equal_npz(h5py, tmp_path, rng, monkeypatch, size, block, chunk_bytes):
+    if chunk_bytes is not None:  # 2 rows of 5 float64 a read: many hyperslabs per rank
+        monkeypatch.setattr(data, "_CHUNK", chunk_bytes)
+    arrays = {
+        "X_train": rng.normal(size=(23, 5)) * 100,
+        "y_train": rng.integers(0, 4, size=23),
+        "X_test": rng.normal(size=(7, 5)),
+        "y_test": np.array([0, 1, 6, 2, 0, 0, 1]),
+    }
+    h5 = save_h5(h5py, tmp_path / "d.h5", **arrays)
+    npz = save_npz(tmp_path / "d.npz", **arrays)
+    rows = []
+    for rank in range(size):
+        a = load_dataset(str(h5), rank=rank, size=size, dtype="float32", block=block)
+        b = load_dataset(str(npz), rank=rank, size=size, dtype="float32", block=block)
+        assert_same_dataset(a, b)
+        assert a.train_range == block_range(23, rank, size, block)
+        assert a.name == a.source == str(h5)
+        rows.append(a.X_train)
+    np.testing.assert_array_equal(np.concatenate(rows), arrays["X_train"].astype(np.float32))
+
+
+@pytest.mark.parametrize("stored", ["float32", "int8", "uint16", ">f8", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hdf5_dtypes_converted(h5py, tmp_path, rng, stored, dtype):
+    X = (rng.normal(size=(9, 3)) * 50).astype(stored)
+    y = rng.integers(0, 3, size=9).astype("int8")
+    path = save_h5(h5py, tmp_path / "d.hdf5", X_train=X, y_train=y)
+    ds = load_dataset(str(path), rank=1, size=2, dtype=dtype)
+    np.testing.assert_array_equal(ds.X_train, X[5:].astype(dtype))
+    assert ds.X_train.dtype == dtype and ds.y_train.dtype == np.int64
+    assert ds.y_train.tolist() == y[5:].tolist() and ds.X_test is None and ds.n_test == 0
+
+
+def test_hdf5_names(h5py, tmp_path, rng):
+    X, y = rng.normal(size=(6, 2)), np.array([0, 1, 2, 0, 1, 2])
+    path = tmp_path / "named.h5"
+    with h5py.File(path, "w") as f:
+        f["train/images"], f["train/labels"] = X, y
+        f["test/images"], f["test/labels"] = X[:2], y[:2]
+    names = {
+        "X_train": "train/images",
+        "y_train": "train/labels",
+        "X_test": "test/images",
+        "y_test": "test/labels",
+    }
+    ds = load_dataset(str(path), names=names)
+    np.testing.assert_array_equal(ds.X_test, X[:2])
+    assert ds.n_train == 6 and ds.n_test == 2
+    with pytest.raises(DataError, match=r"missing dataset X_train \(found: test/images, "):
+        load_dataset(str(path))
+    with pytest.raises(DataError, match=r"train/labels \(y_train\) has 6 labels"):
+        load_dataset(str(path), names={**names, "X_train": "test/images"})
+    with pytest.raises(DataError, match=r"train \(X_train\) is a group, expected a dataset"):
+        load_dataset(str(path), names={**names, "X_train": "train"})
+    with pytest.raises(ValueError, match=r"names: unknown keys \['x_train'\]"):
+        load_dataset(str(path), names={"x_train": "train/images"})
+
+
+#: The bad inputs of .npz that HDF5 can store (it has no unicode or object arrays).
+BAD_HDF5 = [case for case in BAD_NPZ if case not in ("string X", "object X", "string y")]
+
+
+@pytest.mark.parametrize("case", BAD_HDF5)
+def test_hdf5_bad_input(h5py, tmp_path, case):
+    """Every problem gives the one-line message of the same problem in a .npz."""
+    arrays, message = BAD_NPZ[case]
+    message = message.replace("missing array", "missing dataset")
+    path = save_h5(h5py, tmp_path / "bad.h5", **arrays)
+    with pytest.raises(DataError, match=message) as info:
+        load_dataset(str(path), dtype="float32")
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_hdf5_error_only_on_the_rank_that_holds_it(h5py, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_CHUNK", 16)  # one row a read
+    path = save_h5(h5py, tmp_path / "d.h5", X_train=_nan_at(4, 1), y_train=Y6)
+    assert load_dataset(str(path), rank=0, size=2).X_train.shape == (3, 2)
+    with pytest.raises(DataError, match="row 4, column 1"):  # the global row index
+        load_dataset(str(path), rank=1, size=2)
+
+
+def test_hdf5_unreadable_files(h5py, tmp_path):
+    with pytest.raises(DataError, match=r"nothing\.h5: file not found"):
+        load_dataset(str(tmp_path / "nothing.h5"))
+    with pytest.raises(DataError, match=r"junk\.hdf5: not an HDF5 file$"):
+        load_dataset(str(write(tmp_path / "junk.hdf5", b"hello world" * 100)))
+    npz = save_npz(tmp_path / "really.npz", X_train=X6, y_train=Y6)
+    with pytest.raises(DataError, match=r"really\.h5: not an HDF5 file$"):
+        load_dataset(str(write(tmp_path / "really.h5", npz.read_bytes())))
+    good = save_h5(h5py, tmp_path / "good.h5", X_train=X6, y_train=Y6).read_bytes()
+    cut = write(tmp_path / "cut.h5", good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"cut\.h5: not (an|a readable) HDF5 file") as info:
+        load_dataset(str(cut))
+    assert "\n" not in str(info.value)
+
+
+def test_hdf5_without_h5py(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)  # import h5py fails
+    path = write(tmp_path / "d.h5", b"anything")
+    with pytest.raises(DataError, match=r"d\.h5: reading HDF5 files needs h5py: pip install"):
+        load_dataset(str(path))
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Training data: MNIST, Fashion-MNIST, the embedded MNIST sample and user ``.npz`` files.
+"""Training data: MNIST, Fashion-MNIST, the embedded MNIST sample and user ``.npz``/HDF5 files.
 
 Every function here is local (no MPI): under ``mpiexec`` each rank calls
 :func:`load_dataset` with its own ``rank`` and ``size`` and keeps only its
@@ -21,11 +21,11 @@ When none holds them and ``download`` is true, the files are downloaded into
 whitespace or commas, ``{name}`` standing for the data set name, e.g.
 ``ADMM_DATA_MIRRORS="http://fileserver/datasets/{name}/"``.
 
-Checksums: MNIST files are checked by the SHA256 of their uncompressed
-content (so a recompressed ``.gz`` still verifies); Fashion-MNIST publishes
-only the MD5 of its original ``.gz`` files, which is what is checked for
-``.gz`` files. Uncompressed Fashion-MNIST files have no published checksum:
-they get the structural checks only (and are refused if they are MNIST).
+Checksums: every file of MNIST, Fashion-MNIST and the embedded sample is
+checked by the SHA256 of its uncompressed content, so a recompressed ``.gz``
+(such as the files of Debian's ``dataset-fashion-mnist`` package in
+``/usr/share/datasets/fashion-mnist``) verifies as well as the original
+``.gz`` or an uncompressed copy, and one changed byte of content does not.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -79,8 +79,27 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+#: SHA256 of the uncompressed Fashion-MNIST files, computed from the files of
+#: Debian's ``dataset-fashion-mnist`` 0.0~git20200523.55506a9-1 (built from
+#: zalandoresearch/fashion-mnist at 55506a9; its ``.gz`` files are recompressed,
+#: so their MD5s differ from :data:`FASHION_GZ_MD5`). What was cross-checked:
+#: the headers declare 60000 / 10000 items of 28x28 and the sizes match
+#: (47040016, 60008, 7840016, 10008 bytes); every class has exactly 6000
+#: training and 1000 test labels, as the Fashion-MNIST paper states; the MD5s
+#: of the uncompressed files (f4a8712d..., 9018921c..., 8181f547..., 15d48437...)
+#: equal the "raw" MD5s that third-party loaders list next to the published
+#: ``.gz`` MD5s below, and other public code lists these same SHA256s. The
+#: original ``.gz`` files themselves could not be downloaded here, so their
+#: MD5s were not recomputed.
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 #: MD5 of the original Fashion-MNIST ``.gz`` files, as published by
-#: zalandoresearch/fashion-mnist (README) and used by torchvision.
+#: zalandoresearch/fashion-mnist (README) and used by torchvision. Not checked
+#: (a recompressed file differs); kept as the reference for :data:`FASHION_SHA256`.
 FASHION_GZ_MD5 = {
     "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
     "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
@@ -120,7 +139,7 @@ class Dataset:
     """This rank's block of a data set, with the global sizes.
 
     ``X_*`` are ``(m_local, n_features)`` C-contiguous arrays in the requested
-    dtype (IDX pixels scaled to [0, 1]; ``.npz`` values as given), ``y_*`` are
+    dtype (IDX pixels scaled to [0, 1]; ``.npz`` and HDF5 values as given), ``y_*`` are
     ``(m_local,)`` int64 labels in ``0 .. n_classes - 1``.
     """
 
@@ -232,11 +251,15 @@ def read_idx(
         raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
     block.gzipped = gzipped
     if sha256 and block.sha256 != sha256:
-        raise DataError(
-            f"{path}: checksum mismatch: SHA256 of the uncompressed content is "
-            f"{block.sha256}, expected {sha256} (a damaged or different file)"
-        )
+        raise _checksum_error(path, block.sha256, sha256)
     return block
+
+
+def _checksum_error(path: Path, found: str, expected: str) -> DataError:
+    return DataError(
+        f"{path}: checksum mismatch: SHA256 of the uncompressed content is "
+        f"{found}, expected {expected} (a damaged or different file)"
+    )
 
 
 def _read_idx_stream(
@@ -289,14 +312,6 @@ def _read_idx_stream(
     return IdxBlock(path, count, dims, data, digest.hexdigest(), False)
 
 
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _find_file(folder: Path, stem: str) -> Path | None:
     """``stem.gz``, ``stem``, or the ``train-images.idx3-ubyte`` spelling of some mirrors."""
     dotted = re.sub(r"-(idx\d-ubyte)$", r".\1", stem)
@@ -310,19 +325,13 @@ def _verify_known(
     name: str, path: Path, stem: str, magic: int, start: int = 0, stop: int | None = None
 ) -> IdxBlock:
     """Rows ``start:stop`` of ``path``, file ``stem`` of data set ``name``, verified against its checksum."""
-    sha = {"mnist": MNIST_SHA256, "mnist-sample": SAMPLE_SHA256}.get(name, {}).get(stem)
-    block = read_idx(path, magic, start, stop, sha256=sha or None)
-    if name == "fashion-mnist":
-        if block.gzipped:
-            md5 = _file_md5(path)
-            if md5 != FASHION_GZ_MD5[stem]:
-                raise DataError(
-                    f"{path}: checksum mismatch: MD5 of the .gz file is {md5}, expected "
-                    f"{FASHION_GZ_MD5[stem]} (the published Fashion-MNIST file; a damaged, "
-                    "recompressed or different file)"
-                )
-        elif block.sha256 == MNIST_SHA256[stem]:
+    table = {"mnist": MNIST_SHA256, "fashion-mnist": FASHION_SHA256, "mnist-sample": SAMPLE_SHA256}
+    expected = table[name][stem]
+    block = read_idx(path, magic, start, stop)
+    if block.sha256 != expected:
+        if name == "fashion-mnist" and block.sha256 == MNIST_SHA256[stem]:
             raise DataError(f"{path}: this is the MNIST file, not Fashion-MNIST")
+        raise _checksum_error(path, block.sha256, expected)
     if magic == IMAGES_MAGIC and block.dims[1:] != IMAGE_SHAPE:
         raise DataError(f"{path}: images of shape {block.dims[1:]}, expected {IMAGE_SHAPE}")
     return block
@@ -575,15 +584,59 @@ def _to_features(block: np.ndarray, dtype: np.dtype, where: str, offset: int) ->
     return X
 
 
-def _load_npz(path: Path, rank: int, size: int, dtype: np.dtype, block: int = 1) -> Dataset:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+#: The arrays of a user file, in reading order; ``names`` maps them to the file's own names.
+ARRAY_KEYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+@dataclass
+class _Stored:
+    """One array of a user file: shape, stored dtype, and a reader of rows ``a:b`` (stored dtype)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    rows: Callable[[int, int], np.ndarray]
+    #: How many rows to convert at a time (bounds the float copy of a stored block).
+    chunk_rows: int
+
+
+@dataclass
+class _UserFile:
+    """A ``.npz`` or HDF5 file as :func:`_read_arrays` sees it."""
+
+    path: Path
+    kind: str  # "array" (.npz) or "dataset" (HDF5), for the messages
+    found: list[str]
+    contains: Callable[[str], bool]
+    open: Callable[[str, str], _Stored]  # (name in the file, what to call it in messages)
+
+
+def _array_names(names: Mapping[str, str] | None) -> dict[str, str]:
+    """``names`` completed with the default names; refuses keys other than :data:`ARRAY_KEYS`."""
+    names = dict(names or {})
+    unknown = sorted(set(names) - set(ARRAY_KEYS))
+    if unknown:
+        raise ValueError(f"names: unknown keys {unknown}, expected some of {list(ARRAY_KEYS)}")
+    return {key: str(names.get(key, key)) for key in ARRAY_KEYS}
+
+
+@contextlib.contextmanager
+def _unreadable(path: Path, what: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Turn the ``errors`` of a reader (not a :class:`DataError`) into one-line DataErrors."""
     try:
-        with zipfile.ZipFile(path) as zf, contextlib.ExitStack() as stack:
-            return _read_npz(zf, path, rank, size, dtype, stack, block)
+        yield
     except DataError:
         raise
-    except (
+    except errors as exc:
+        raise DataError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
+
+
+def _load_npz(
+    path: Path, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
+) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    # A damaged archive fails in zipfile, zlib or numpy's header parser.
+    errors = (
         OSError,
         EOFError,
         ValueError,
@@ -593,66 +646,120 @@ def _load_npz(path: Path, rank: int, size: int, dtype: np.dtype, block: int = 1)
         RuntimeError,
         struct.error,
         OverflowError,
-    ) as exc:
-        # A damaged archive fails in zipfile, zlib or numpy's header parser.
-        raise DataError(
-            f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})"
-        ) from None
+    )
+    with _unreadable(path, ".npz file", errors):
+        with zipfile.ZipFile(path) as zf, contextlib.ExitStack() as stack:
+            members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
+
+            def open_member(name: str, label: str) -> _Stored:
+                f, shape, fortran, stored = _npy_header(zf, members[name], path, label)
+                stack.enter_context(f)
+                where = f"{path}: {label}"
+
+                def rows(a: int, b: int) -> np.ndarray:
+                    return _npy_rows(f, shape, fortran, stored, a, b, where)
+
+                return _Stored(shape, stored, rows, max(shape[0], 1) if shape else 1)
+
+            source = _UserFile(path, "array", sorted(members), members.__contains__, open_member)
+            dataset = _read_arrays(source, rank, size, dtype, block, names)
+    return dataset
 
 
-def _read_npz(
-    zf: zipfile.ZipFile,
-    path: Path,
-    rank: int,
-    size: int,
-    dtype: np.dtype,
-    stack: contextlib.ExitStack,
-    block: int = 1,
+def _load_hdf5(
+    path: Path, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
 ) -> Dataset:
-    members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        import h5py
+    except ImportError:
+        raise DataError(
+            f"{path}: reading HDF5 files needs h5py: pip install 'admm[hdf5]'"
+        ) from None
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{path}: not an HDF5 file")
+    # h5py reports damaged files, unreadable chunks and unsupported types so.
+    errors = (OSError, ValueError, KeyError, TypeError, RuntimeError)
+    with _unreadable(path, "HDF5 file", errors):
+        with h5py.File(path, "r") as f:
+            found: list[str] = []
+            f.visititems(lambda name, obj: found.append(name) if hasattr(obj, "dtype") else None)
+
+            def open_dataset(name: str, label: str) -> _Stored:
+                obj = f[name]
+                if not isinstance(obj, h5py.Dataset):
+                    raise DataError(f"{path}: {label} is a group, expected a dataset")
+                stored = obj.dtype
+                if stored.hasobject or stored.fields is not None or stored.subdtype is not None:
+                    raise DataError(
+                        f"{path}: {label} has dtype {stored}, expected a plain numeric array"
+                    )
+                shape = tuple(obj.shape or ())
+                row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * stored.itemsize
+                # Only this rank's rows are read, a hyperslab of about _CHUNK bytes at a time.
+                return _Stored(
+                    shape, stored, lambda a, b: obj[a:b], max(_CHUNK // max(row_bytes, 1), 1)
+                )
+
+            source = _UserFile(path, "dataset", found, f.__contains__, open_dataset)
+            dataset = _read_arrays(source, rank, size, dtype, block, names)
+    return dataset
+
+
+def _read_arrays(
+    source: _UserFile, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
+) -> Dataset:
+    """This rank's rows of the arrays of a user file, with every check of the data (local)."""
+    path, kind = source.path, source.kind
+
+    def label(key: str) -> str:
+        return key if names[key] == key else f"{names[key]} ({key})"
+
     for key in ("X_train", "y_train"):
-        if key not in members:
+        if not source.contains(names[key]):
+            found = ", ".join(source.found) or "none"
             raise DataError(
-                f"{path}: missing array {key} (found: {', '.join(sorted(members)) or 'none'}; "
+                f"{path}: missing {kind} {label(key)} (found: {found}; "
                 "expected X_train, y_train and optionally X_test, y_test)"
             )
-    if ("X_test" in members) != ("y_test" in members):
-        raise DataError(f"{path}: X_test and y_test must be given together")
-    keys = ["X_train", "y_train"] + (["X_test", "y_test"] if "X_test" in members else [])
+    with_test = source.contains(names["X_test"])
+    if with_test != source.contains(names["y_test"]):
+        raise DataError(f"{path}: {label('X_test')} and {label('y_test')} must be given together")
+    keys = ARRAY_KEYS if with_test else ARRAY_KEYS[:2]
     head = {}
     for key in keys:
-        f, shape, fortran, stored = _npy_header(zf, members[key], path, key)
-        stack.enter_context(f)
-        head[key] = (f, shape, fortran, stored)
+        arr = source.open(names[key], label(key))
+        head[key] = arr
         want_ndim = 2 if key[0] == "X" else 1
-        if len(shape) != want_ndim:
+        if len(arr.shape) != want_ndim:
             expected = "(m, n_features)" if want_ndim == 2 else "(m,)"
-            raise DataError(f"{path}: {key} has shape {shape}, expected {expected}")
-        if key[0] == "X" and stored.kind not in "biuf":
-            raise DataError(f"{path}: {key} has dtype {stored}, expected real numbers")
-        if key[0] == "y" and stored.kind not in "iuf":
-            raise DataError(f"{path}: {key} has dtype {stored}, expected integer labels")
-    n_features = head["X_train"][1][1]
-    if head["X_train"][1][0] == 0 or n_features == 0:
-        raise DataError(f"{path}: X_train is empty (shape {head['X_train'][1]})")
+            raise DataError(f"{path}: {label(key)} has shape {arr.shape}, expected {expected}")
+        if key[0] == "X" and arr.dtype.kind not in "biuf":
+            raise DataError(f"{path}: {label(key)} has dtype {arr.dtype}, expected real numbers")
+        if key[0] == "y" and arr.dtype.kind not in "iuf":
+            raise DataError(f"{path}: {label(key)} has dtype {arr.dtype}, expected integer labels")
+    n_features = head["X_train"].shape[1]
+    if head["X_train"].shape[0] == 0 or n_features == 0:
+        raise DataError(f"{path}: {label('X_train')} is empty (shape {head['X_train'].shape})")
     blocks = {}
-    for split in ("train", "test") if "X_test" in members else ("train",):
-        X_shape, y_shape = head[f"X_{split}"][1], head[f"y_{split}"][1]
-        if X_shape[0] != y_shape[0]:
+    for split in ("train", "test") if with_test else ("train",):
+        X_key, y_key = f"X_{split}", f"y_{split}"
+        X_arr, y_arr = head[X_key], head[y_key]
+        if X_arr.shape[0] != y_arr.shape[0]:
             raise DataError(
-                f"{path}: X_{split} has {X_shape[0]} rows but y_{split} has {y_shape[0]} labels"
+                f"{path}: {label(X_key)} has {X_arr.shape[0]} rows but {label(y_key)} has "
+                f"{y_arr.shape[0]} labels"
             )
-        if X_shape[1] != n_features:
+        if X_arr.shape[1] != n_features:
             raise DataError(
-                f"{path}: X_{split} has {X_shape[1]} features but X_train has {n_features}"
+                f"{path}: {label(X_key)} has {X_arr.shape[1]} features but {label('X_train')} "
+                f"has {n_features}"
             )
-        m = X_shape[0]
-        y = _check_labels(
-            _npy_rows(*head[f"y_{split}"], 0, m, f"{path}: y_{split}"), f"{path}: y_{split}"
-        )
+        m = X_arr.shape[0]
+        y = _check_labels(y_arr.rows(0, m), f"{path}: {label(y_key)}")
         start, stop = block_range(m, rank, size, block)
-        raw = _npy_rows(*head[f"X_{split}"], start, stop, f"{path}: X_{split}")
-        X = _to_features(raw, dtype, f"{path}: X_{split}", start)
+        X = _features(X_arr, start, stop, dtype, f"{path}: {label(X_key)}")
         blocks[split] = (X, y[start:stop], y, (start, stop))
     X_train, y_train, labels_train, train_range = blocks["train"]
     X_test, y_test, labels_test, _ = blocks.get("test", (None, None, labels_train[:0], None))
@@ -671,6 +778,17 @@ def _read_npz(
     )
 
 
+def _features(arr: _Stored, start: int, stop: int, dtype: np.dtype, where: str) -> np.ndarray:
+    """Rows ``start:stop`` of ``arr`` as ``dtype``, read and converted ``chunk_rows`` at a time."""
+    if stop - start <= arr.chunk_rows:
+        return _to_features(arr.rows(start, stop), dtype, where, start)
+    X = np.empty((stop - start, arr.shape[1]), dtype=dtype)
+    for a in range(start, stop, arr.chunk_rows):
+        b = min(a + arr.chunk_rows, stop)
+        X[a - start : b - start] = _to_features(arr.rows(a, b), dtype, where, a)
+    return X
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -683,6 +801,7 @@ def load_dataset(
     dtype="float64",
     download: bool = True,
     block: int = 1,
+    names: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Load this rank's block of a data set (local: no MPI; call it on every rank).
 
@@ -697,7 +816,15 @@ def load_dataset(
     - ``"mnist-sample"``: the embedded sample (:data:`SAMPLE_DESCRIPTION`);
     - a path ending in ``.npz`` holding ``X_train (m, n_0)``, ``y_train (m,)``
       and optionally ``X_test``, ``y_test``: X any real dtype, finite; labels
-      integers >= 0. Values are converted to ``dtype``, not scaled.
+      integers >= 0. Values are converted to ``dtype``, not scaled;
+    - a path ending in ``.h5`` or ``.hdf5``: the same arrays as HDF5 datasets
+      (needs h5py, the ``hdf5`` extra), any float or integer dtype. Each rank
+      reads only its own rows (hyperslabs of a few MB, converted one at a time)
+      and all the labels.
+
+    ``names`` maps ``"X_train"``, ``"y_train"``, ``"X_test"``, ``"y_test"`` to
+    the names the arrays have in a ``.npz`` or HDF5 file (HDF5 paths such as
+    ``"train/images"`` work); keys left out keep their own name.
 
     Each rank keeps rows :func:`block_range` ``(n, rank, size, block)`` of the
     training and of the test set as C-contiguous ``dtype`` (float32 or
@@ -710,6 +837,7 @@ def load_dataset(
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     block_range(0, rank, size, block)  # validates rank, size and block
+    array_names = _array_names(names)
     if data is None:
         looked = []
         for folder in search_folders("mnist", data_dir):
@@ -735,7 +863,10 @@ def load_dataset(
             data, folder, rank, size, dtype, f"embedded sample ({SAMPLE_DESCRIPTION})", block
         )
     if str(data).endswith(".npz"):
-        return _load_npz(Path(data), rank, size, dtype, block)
+        return _load_npz(Path(data), rank, size, dtype, block, array_names)
+    if str(data).endswith((".h5", ".hdf5")):
+        return _load_hdf5(Path(data), rank, size, dtype, block, array_names)
     raise DataError(
-        f"unknown data {data!r}: expected one of {', '.join(BUILTIN)} or a path ending in .npz"
+        f"unknown data {data!r}: expected one of {', '.join(BUILTIN)} or a path ending in "
+        ".npz, .h5 or .hdf5"
     )

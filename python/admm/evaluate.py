@@ -12,11 +12,11 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from ._checks import width_mismatch
+from ._cli import report_error
 from .data import load_dataset
 from .network import load
 
@@ -76,13 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate(args.model, args.data, args.data_dir)
     except Exception as exc:  # any failure: one line, the traceback only with --debug
-        if args.debug:
-            traceback.print_exc()
-        text = (
-            str(exc) if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {exc}"
-        )
-        sys.stderr.write(f"admm.evaluate: error: {text}\n")
-        return 1
+        return report_error("admm.evaluate", exc, args.debug)
     if args.json:
         print(json.dumps(result))
     else:
