@@ -334,3 +334,33 @@ def test_program_gives_each_rank_its_share_of_the_cores(data_npz, tmp_path):
     assert "BLAS threads per rank" not in proc.stdout
     assert proc.stdout.count("OPENBLAS_NUM_THREADS=1") == 2, proc.stdout
     assert proc.stdout.count("OPENBLAS_THREAD_TIMEOUT=28") == 2, proc.stdout
+
+
+@pytest.mark.mpi
+def test_hdf5_data_with_its_own_names_trains_like_the_npz(tmp_path, data_npz):
+    """``--data FILE.h5 --data-names ...`` gives the run of the same arrays in an .npz."""
+    h5py = pytest.importorskip("h5py")
+    arrays = np.load(data_npz)
+    names = {"X_train": "train/images", "y_train": "train/labels"}
+    names |= {"X_test": "test/images", "y_test": "test/labels"}
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        for key, name in names.items():
+            f[name] = arrays[key].astype(np.float32 if key.startswith("X") else np.int16)
+    flag = ",".join(f"{k}={v}" for k, v in names.items())
+    npz = train(2, data_npz, "--iterations", "3", "--save", str(tmp_path / "a.npz"))
+    h5 = train(
+        2, tmp_path / "d.h5", "--data-names", flag, "--iterations", "3",
+        "--save", str(tmp_path / "b.npz"),
+    )  # fmt: skip
+    # The float32 file holds the same values rounded: the runs agree to rounding.
+    a, b = admm.load(tmp_path / "a.npz"), admm.load(tmp_path / "b.npz")
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert "final test accuracy" in npz.stdout and "final test accuracy" in h5.stdout
+    proc = evaluate(
+        str(tmp_path / "b.npz"), "--data", str(tmp_path / "d.h5"), "--data-names", flag
+    )
+    assert proc.returncode == 0, proc.stderr
+    bad = train(2, tmp_path / "d.h5", "--iterations", "1", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.count("admm: error") == 1 and "X_train" in bad.stderr

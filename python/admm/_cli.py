@@ -1,9 +1,13 @@
-"""What the command-line programs share: their one-line error report. Local."""
+"""What the command-line programs share: their data flags and one-line error report. Local."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
+from typing import Any
+
+from .data import ARRAY_KEYS
 
 
 def report_error(prog: str, exc: BaseException, debug: bool = False) -> int:
@@ -23,3 +27,45 @@ def report_error(prog: str, exc: BaseException, debug: bool = False) -> int:
         text = f"{type(exc).__name__}: {exc}"
     sys.stderr.write(f"{prog}: error: {' '.join(text.split())}\n")
     return 1
+
+
+def array_names(text: str) -> dict[str, str]:
+    """``--data-names`` (``X_train=images,y_train=labels``): the file's names of our arrays."""
+    names = {}
+    for part in filter(None, text.split(",")):
+        key, sep, name = part.partition("=")
+        if not sep or key not in ARRAY_KEYS or not name:
+            raise argparse.ArgumentTypeError(
+                f"must be KEY=NAME pairs separated by commas, KEY one of "
+                f"{', '.join(ARRAY_KEYS)}, got {text!r}"
+            )
+        names[key] = name
+    return names
+
+
+def add_data_flags(parser: Any, files: str) -> None:
+    """``--data``, ``--data-dir`` and ``--data-names`` on ``parser`` (a parser or
+    group); ``files`` says which arrays a user file must hold."""
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME|PATH",
+        help="mnist, fashion-mnist, mnist-sample (the 6000-image MNIST sample shipped "
+        f"with the package) or an .npz, .h5 or .hdf5 file with {files}; None: full MNIST "
+        "when its files are found locally, otherwise the embedded sample",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="folder with the IDX files, searched before $ADMM_DATA_DIR and the user "
+        "cache (~/.cache/admm)",
+    )
+    parser.add_argument(
+        "--data-names",
+        type=array_names,
+        default=None,
+        metavar="KEY=NAME[,...]",
+        help="the names of the arrays in an .npz or HDF5 file when they are not "
+        f"{', '.join(ARRAY_KEYS)} (an HDF5 name may be a path such as train/images)",
+    )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._checks import width_mismatch
-from ._cli import report_error
+from ._cli import add_data_flags, report_error
 from .data import load_dataset
 from .network import load
 
@@ -31,20 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL.npz", help="model file")
-    p.add_argument(
-        "--data",
-        default=None,
-        metavar="NAME|PATH.npz",
-        help="mnist, fashion-mnist, mnist-sample or an .npz file with X_test and y_test; "
-        "None: full MNIST when found locally, otherwise the embedded sample",
-    )
-    p.add_argument("--data-dir", default=None, metavar="DIR", help="folder with the IDX files")
+    add_data_flags(p, "X_test and y_test")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a sentence")
     p.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
     return p
 
 
-def evaluate(model: str, data: str | None, data_dir: str | None) -> dict[str, Any]:
+def evaluate(
+    model: str,
+    data: str | None,
+    data_dir: str | None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Accuracy of the model file on the test set of ``data``. Local.
 
     Returns ``accuracy``, ``n_correct``, ``n_test``, ``model``, ``data``
@@ -52,7 +50,7 @@ def evaluate(model: str, data: str | None, data_dir: str | None) -> dict[str, An
     (``DataError``) naming the problem.
     """
     net = load(model)
-    dataset = load_dataset(data, data_dir, rank=0, size=1, dtype=net.dtype.name)
+    dataset = load_dataset(data, data_dir, rank=0, size=1, dtype=net.dtype.name, names=names)
     if dataset.X_test is None or dataset.n_test == 0:
         raise ValueError(f"the data {dataset.name} ({dataset.source}) has no test set")
     mismatch = width_mismatch(net.layers, dataset.n_features, dataset.n_classes)
@@ -74,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m admm.evaluate`` (and ``admm-evaluate``)."""
     args = build_parser().parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.data_dir)
+        result = evaluate(args.model, args.data, args.data_dir, args.data_names)
     except Exception as exc:  # any failure: one line, the traceback only with --debug
         return report_error("admm.evaluate", exc, args.debug)
     if args.json:

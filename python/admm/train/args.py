@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .. import _mpi, config
+from .._cli import add_data_flags
 from ..presets import PRESET_ITERATIONS, PRESET_RECORDS, PRESET_REFIT, PRESETS
 from .stop import TOL_PATIENCE
 
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _add_data_flags(p.add_argument_group("data"))
+    add_data_flags(
+        p.add_argument_group("data"),
+        "X_train (m, n_0), y_train (m,) and optionally X_test, y_test",
+    )
     n = p.add_argument_group("network and ADMM")
     n.add_argument(
         "--preset",
@@ -97,26 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stopping_flags(p.add_argument_group("stopping"))
     _add_output_flags(p.add_argument_group("output"))
     return p
-
-
-def _add_data_flags(d: argparse._ArgumentGroup) -> None:
-    """``--data`` and ``--data-dir``."""
-    d.add_argument(
-        "--data",
-        default=None,
-        metavar="NAME|PATH.npz",
-        help="mnist, fashion-mnist, mnist-sample (the 6000-image MNIST sample shipped "
-        "with the package) or an .npz file with X_train (m, n_0), y_train (m,) and "
-        "optionally X_test, y_test; None: full MNIST when its files are found locally, "
-        "otherwise the embedded sample",
-    )
-    d.add_argument(
-        "--data-dir",
-        default=None,
-        metavar="DIR",
-        help="folder with the IDX files, searched before $ADMM_DATA_DIR and the user "
-        "cache (~/.cache/admm)",
-    )
 
 
 def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:

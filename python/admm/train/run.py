@@ -93,6 +93,7 @@ def load_data(args: argparse.Namespace, comm: _mpi.Communicator) -> Dataset:
             dtype=args.dtype,
             download=True,
             block=args.block_size if args.deterministic else 1,
+            names=args.data_names,
         )
     )
     comm.raise_if_any(width_mismatch(args.layers, dataset.n_features, dataset.n_classes))
