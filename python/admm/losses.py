@@ -65,6 +65,11 @@ class Loss:
         ``(C(z, Y), <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``."""
         raise NotImplementedError
 
+    def value(self, z: np.ndarray, targets: np.ndarray) -> float:
+        """The objective term ``C(z, Y)``, summed over all samples, in float64
+        (NumPy; the reference the update's returned loss is tested against)."""
+        raise NotImplementedError
+
     def predict(self, scores: np.ndarray) -> np.ndarray:
         """Class labels ``(m,)`` int64 from the outputs ``(m, n_L)``: the arg-max
         (one output: ``> 0.5``)."""
@@ -111,6 +116,11 @@ class Hinge(Loss):
     ) -> tuple[float, float, float]:
         return output_hinge_update(z, lam, targets, beta, multiplier)
 
+    def value(self, z: np.ndarray, targets: np.ndarray) -> float:
+        z = np.asarray(z, dtype=np.float64)
+        positive = np.arange(z.shape[1])[None, :] == np.asarray(targets)[:, None]
+        return float(np.sum(np.where(positive, np.maximum(0.0, 1.0 - z), np.maximum(0.0, z))))
+
 
 @register
 class Squared(Loss):
@@ -137,6 +147,9 @@ class Squared(Loss):
         self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
     ) -> tuple[float, float, float]:
         return output_squared_update(z, lam, targets, beta, multiplier)
+
+    def value(self, z: np.ndarray, targets: np.ndarray) -> float:
+        return float(np.sum((np.asarray(z, dtype=np.float64) - targets) ** 2))
 
 
 def names() -> tuple[str, ...]:

@@ -1,0 +1,134 @@
+"""Every registered activation and loss, through the part's own interface.
+
+These tests are driven by the registries (``admm.activations``,
+``admm.losses``): a part added there is tested here without a line more.
+The z-update of an activation must be the global minimum of its entry-wise
+problem, checked against a fine grid that always holds the part's kinks
+(``Activation.kinks``), its neighbours and points next to them; a loss's
+update must minimise its per-sample problem, checked against SciPy, and
+return the objective terms its ``value`` gives. Kernel-level tests of each
+compiled update (exact ties, memory orders, corner cases) are in
+``test_kernels*.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from admm import activations, losses
+from admm.config import Config
+from scipy.optimize import minimize
+
+DTYPES = [np.float32, np.float64]
+#: Agreement of the part's cost with the best grid or SciPy cost, relative to
+#: the cost's scale: float32 candidates are computed in float32.
+RTOL = {np.float32: 2e-5, np.float64: 1e-9}
+
+
+def problems(rng: np.random.Generator, kinks: tuple[float, ...], n: int = 400):
+    """Entry-wise problems ``(a, m, gamma, beta)``: random ones, and ``m`` at,
+    just below and just above every kink, with ``a`` around the kink's values."""
+    tiny = [0.0, 1e-7, -1e-7, 1e-3, -1e-3, 0.05, -0.05]
+    m = [k + d for k in kinks for d in tiny]
+    m = np.array(m * 8 + list(rng.uniform(-3, 3, n)))
+    a = rng.uniform(-1.5, 2.5, m.size)
+    gamma = rng.choice([0.1, 1.0, 20.0], m.size)
+    beta = rng.choice([0.05, 0.2, 1.0, 30.0], m.size)
+    return a, m, gamma, beta
+
+
+@pytest.mark.parametrize("name", activations.names())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_z_update_is_the_global_minimum(rng, name, dtype):
+    act = activations.get(name, Config(activation=name))
+    a, m, gamma, beta = problems(rng, act.kinks)
+
+    def h(z: np.ndarray) -> np.ndarray:
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        return act.forward(z, np.empty_like(z))
+
+    def cost(z, a, m, g, b):
+        return g * (a - h(z)) ** 2 + b * (z - m) ** 2
+
+    # One scalar gamma/beta per call, as the solver calls it.
+    for g in np.unique(gamma):
+        for b in np.unique(beta):
+            sel = (gamma == g) & (beta == b)
+            if not sel.any():
+                continue
+            z = m[sel].astype(dtype)
+            m_stored = z.copy()
+            sums = act.z_update(z, a[sel].astype(dtype), float(g), float(b))
+            a64, m64 = a[sel].astype(dtype).astype(np.float64), m_stored.astype(np.float64)
+            got = cost(z.astype(np.float64), a64, m64, g, b)
+            # The minimiser lies within |z - m| <= sqrt(cost at z = m / beta).
+            reach = np.sqrt(cost(m64, a64, m64, g, b) / b) + 1e-9
+            base = np.linspace(-1.0, 1.0, 4001)
+            grid = m64[:, None] + reach[:, None] * base[None, :]
+            extra = np.array([k + d for k in act.kinks for d in (0.0, 1e-9, -1e-9)])
+            grid = np.concatenate([grid, np.broadcast_to(extra, (grid.shape[0], extra.size))], 1)
+            best = cost(grid, a64[:, None], m64[:, None], g, b).min(axis=1)
+            scale = np.maximum(cost(m64, a64, m64, g, b), 1e-12)
+            assert np.all(got <= best + RTOL[dtype] * scale), (name, g, b)
+            # The returned sums are those of the stored result.
+            np.testing.assert_allclose(
+                sums,
+                (np.sum((a64 - h(z)) ** 2), np.sum((z.astype(np.float64) - m64) ** 2)),
+                rtol=1e-10,
+                atol=1e-12,
+            )
+
+
+def loss_problem(rng, loss, m: int, k: int):
+    """Targets of ``loss`` for ``m`` samples and ``k`` outputs."""
+    labels = rng.integers(0, k, m)
+    return loss.targets(loss.encode_labels(labels, k, np.dtype(np.float64)), m, k, np.float64)
+
+
+@pytest.mark.parametrize("name", losses.names())
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("multiplier", [False, True])
+def test_loss_update_minimises_its_problem(rng, name, dtype, multiplier):
+    loss = losses.get(name, Config(loss=name))
+    m, k, beta = 12, 4, 0.7
+    targets = loss_problem(rng, loss, m, k)
+    if np.issubdtype(targets.dtype, np.floating):
+        targets = targets.astype(dtype)
+    W_a = rng.normal(0, 1.5, (m, k)).astype(dtype)  # W_L a_{L-1}
+    lam = rng.normal(0, 0.5, (m, k)).astype(dtype)
+    lam_before = lam.copy()
+    z = W_a.copy()
+    value, dot, res = loss.update(z, lam, targets, beta, multiplier)
+    for j in range(m):
+
+        def objective(v, j=j):
+            return (
+                loss.value(v[None, :], targets[j : j + 1])
+                + float(v @ lam_before[j])
+                + beta * float(np.sum((v - W_a[j]) ** 2))
+            )
+
+        best = minimize(
+            objective,
+            W_a[j].astype(np.float64),
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+        )
+        got = objective(z[j].astype(np.float64))
+        assert got <= best.fun + RTOL[dtype] * max(1.0, abs(best.fun)), (name, j)
+    expected_lam = lam_before + beta * (z - W_a) if multiplier else lam_before
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    np.testing.assert_allclose(lam, expected_lam, **tol)
+    z64 = z.astype(np.float64)
+    np.testing.assert_allclose(value, loss.value(z64, targets), rtol=1e-6)
+    np.testing.assert_allclose(dot, np.sum(z64 * lam.astype(np.float64)), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(res, np.sum((z64 - W_a) ** 2), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_loss_predicts_the_labels_it_was_given(rng, name):
+    loss = losses.get(name, Config(loss=name))
+    labels = rng.integers(0, 5, 50)
+    scores = np.eye(5)[labels] + rng.normal(0, 0.1, (50, 5))
+    np.testing.assert_array_equal(loss.predict(scores), labels)
+    np.testing.assert_array_equal(loss.labels(labels, 5), labels)
