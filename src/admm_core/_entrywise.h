@@ -19,6 +19,7 @@
 #ifndef ADMM_ENTRYWISE_H
 #define ADMM_ENTRYWISE_H
 
+#include <float.h>
 #include <stddef.h>
 
 /* Entries per block (the saved m of a block, 4 KiB, stays in L1 between the
@@ -43,11 +44,23 @@ static inline double admm_block_sum(double *restrict x) {
     return x[0];
 }
 
-/* ADMM_PICKS(C, SUFFIX) defines admm_hardsigmoid_pick##SUFFIX, the argmin of
- * gamma (a - clip(z, 0, 1))^2 + beta (z - m)^2 (best of three), and
- * admm_relu_pick##SUFFIX for max(z, 0) (best of two), in arithmetic type C. */
-#define ADMM_PICKS(C, SUFFIX)                                                        \
-    static inline C admm_hardsigmoid_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv) { \
+/* ADMM_PICKS(C, SUFFIX, TINY) defines, in arithmetic type C, the argmin of
+ * gamma (a - h(z))^2 + beta (z - m)^2 for
+ *   admm_hardsigmoid_pick##SUFFIX  h = clip(z, 0, 1) (best of three),
+ *   admm_relu_pick##SUFFIX         h = max(z, 0) (best of two),
+ *   admm_leaky_relu_pick##SUFFIX   h = z > 0 ? z : p z, p >= 0 (best of two),
+ *   admm_step_pick##SUFFIX         h = z > 0 ? 1 : p (step: p = 0, sign: p = -1).
+ * All take (m, a, gamma, beta, inv = 1/(gamma + beta), p, inv_p =
+ * 1/(gamma p^2 + beta)) so that one loop (ADMM_Z_UPDATE) serves them all; the
+ * arguments a pick does not use cost nothing once inlined. Candidates are
+ * compared with strict "<", so a tie keeps the earlier (z <= 0) one.
+ * TINY is the smallest positive normal number of C: the step's open side
+ * z > 0 has no least element, and TINY stands in for its infimum at 0. */
+#define ADMM_PICKS(C, SUFFIX, TINY)                                                  \
+    static inline C admm_hardsigmoid_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv, \
+                                                  C p, C inv_p) {                     \
+        (void)p;                                                                      \
+        (void)inv_p;                                                                  \
         /* z1 = min(m, 0): h(z1) = 0, (z1 - m)^2 = max(m, 0)^2 */                     \
         C d = m > 0 ? m : 0;                                                          \
         C zb = m < 0 ? m : 0;                                                         \
@@ -64,7 +77,10 @@ static inline double admm_block_sum(double *restrict x) {
         C c3 = gamma * (ai - 1) * (ai - 1) + beta * (z3 - m) * (z3 - m);              \
         return c3 < cb ? z3 : zb;                                                     \
     }                                                                                 \
-    static inline C admm_relu_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv) {       \
+    static inline C admm_relu_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv, C p,    \
+                                           C inv_p) {                                 \
+        (void)p;                                                                      \
+        (void)inv_p;                                                                  \
         C d = m > 0 ? m : 0;                                                          \
         C zb = m < 0 ? m : 0;                                                         \
         C cb = gamma * ai * ai + beta * d * d;                                        \
@@ -72,28 +88,70 @@ static inline double admm_block_sum(double *restrict x) {
         z2 = z2 < 0 ? 0 : z2;                                                         \
         C c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m);            \
         return c2 < cb ? z2 : zb;                                                     \
+    }                                                                                 \
+    /* Two convex pieces, each minimised in closed form and clamped to its      \
+       half-line: z1 on z <= 0 (h = p z), z2 on z >= 0 (h = z). */               \
+    static inline C admm_leaky_relu_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv,  \
+                                                 C p, C inv_p) {                      \
+        C z1 = (gamma * p * ai + beta * m) * inv_p;                                   \
+        z1 = z1 > 0 ? 0 : z1;                                                         \
+        C r1 = ai - p * z1;                                                           \
+        C c1 = gamma * r1 * r1 + beta * (z1 - m) * (z1 - m);                          \
+        C z2 = (gamma * ai + beta * m) * inv;                                         \
+        z2 = z2 < 0 ? 0 : z2;                                                         \
+        C c2 = gamma * (ai - z2) * (ai - z2) + beta * (z2 - m) * (z2 - m);            \
+        return c2 < c1 ? z2 : z1;                                                     \
+    }                                                                                 \
+    /* h is constant on each side, so each side's best z is the point of it    \
+       nearest m: z1 = min(m, 0) with h = p, z2 = m if m > 0 with h = 1. For   \
+       m <= 0 the z > 0 side has infimum gamma (a - 1)^2 + beta m^2 at the open \
+       end 0; that infimum is what is compared, and TINY is returned for it   \
+       (its cost exceeds the infimum by beta (TINY^2 - 2 m TINY), below any    \
+       rounding of the costs). */                                               \
+    static inline C admm_step_pick##SUFFIX(C m, C ai, C gamma, C beta, C inv, C p,    \
+                                           C inv_p) {                                 \
+        (void)inv;                                                                    \
+        (void)inv_p;                                                                  \
+        C d1 = m > 0 ? m : 0;                                                         \
+        C z1 = m < 0 ? m : 0;                                                         \
+        C c1 = gamma * (ai - p) * (ai - p) + beta * d1 * d1;                          \
+        C d2 = m < 0 ? m : 0;                                                         \
+        C z2 = m > 0 ? m : TINY;                                                      \
+        C c2 = gamma * (ai - 1) * (ai - 1) + beta * d2 * d2;                          \
+        return c2 < c1 ? z2 : z1;                                                     \
     }
 
-ADMM_PICKS(double, _d)
-ADMM_PICKS(float, _f)
+ADMM_PICKS(double, _d, DBL_MIN)
+ADMM_PICKS(float, _f, FLT_MIN)
 
-/* The activations, of a stored z. */
-static inline double admm_hardsigmoid_h(double v) {
+/* The activations, of a stored z, with the parameter p of the picks. */
+static inline double admm_hardsigmoid_h(double v, double p) {
+    (void)p;
     v = v > 0.0 ? v : 0.0;
     return v < 1.0 ? v : 1.0;
 }
 
-static inline double admm_relu_h(double v) { return v > 0.0 ? v : 0.0; }
+static inline double admm_relu_h(double v, double p) {
+    (void)p;
+    return v > 0.0 ? v : 0.0;
+}
+
+static inline double admm_leaky_relu_h(double v, double p) { return v > 0.0 ? v : p * v; }
+
+static inline double admm_step_h(double v, double p) { return v > 0.0 ? 1.0 : p; }
 
 /* ADMM_Z_UPDATE(NAME, T, PICK, H) defines
- *   void NAME(T* z, const T* a, ptrdiff_t n, double gamma, double beta, double* sums)
+ *   void NAME(T* z, const T* a, ptrdiff_t n, double gamma, double beta,
+ *             double p, double* sums)
  * which overwrites z (holding m on entry) by the minimiser and adds
  * sum (a - h(z))^2 to sums[0] and sum (z - m)^2 to sums[1] (z as stored,
- * h of the stored z is that of the chosen candidate: 0, z itself or 1). */
+ * h of the stored z is that of the chosen candidate: 0, p z, z itself, p
+ * or 1). p is the activation's parameter (ignored by hardsigmoid and relu). */
 #define ADMM_Z_UPDATE(NAME, T, PICK, H)                                             \
     ADMM_CLONES static void NAME(T *restrict z, const T *restrict a, ptrdiff_t n,     \
-                                 double gamma, double beta, double *sums) {           \
+                                 double gamma, double beta, double p, double *sums) { \
         const double inv = 1.0 / (gamma + beta);                                      \
+        const double inv_p = 1.0 / (gamma * p * p + beta);                            \
         /* acc_*[k] sums the entries whose index is k modulo ADMM_ZBLOCK. */          \
         double acc_act[ADMM_ZBLOCK] = {0.0}, acc_pen[ADMM_ZBLOCK] = {0.0};            \
         double m_saved[ADMM_ZBLOCK];                                                  \
@@ -104,13 +162,13 @@ static inline double admm_relu_h(double v) { return v > 0.0 ? v : 0.0; }
             for (ptrdiff_t i = 0; i < len; i++) {                                     \
                 T mi = zb[i];                                                         \
                 m_saved[i] = (double)mi;                                              \
-                zb[i] = PICK(mi, ab[i], (T)gamma, (T)beta, (T)inv);                   \
+                zb[i] = PICK(mi, ab[i], (T)gamma, (T)beta, (T)inv, (T)p, (T)inv_p);   \
             }                                                                         \
             /* A second loop over the block, still in L1: fused into the first,       \
                gcc 12 turned the selects into masked stores (3x slower). */          \
             for (ptrdiff_t i = 0; i < len; i++) {                                     \
                 double zi = (double)zb[i];                                            \
-                double da = (double)ab[i] - H(zi), dp = zi - m_saved[i];              \
+                double da = (double)ab[i] - H(zi, p), dp = zi - m_saved[i];           \
                 acc_act[i] += da * da;                                                \
                 acc_pen[i] += dp * dp;                                                \
             }                                                                         \
@@ -123,5 +181,9 @@ ADMM_Z_UPDATE(admm_hardsigmoid_z_d, double, admm_hardsigmoid_pick_d, admm_hardsi
 ADMM_Z_UPDATE(admm_hardsigmoid_z_f, float, admm_hardsigmoid_pick_f, admm_hardsigmoid_h)
 ADMM_Z_UPDATE(admm_relu_z_d, double, admm_relu_pick_d, admm_relu_h)
 ADMM_Z_UPDATE(admm_relu_z_f, float, admm_relu_pick_f, admm_relu_h)
+ADMM_Z_UPDATE(admm_leaky_relu_z_d, double, admm_leaky_relu_pick_d, admm_leaky_relu_h)
+ADMM_Z_UPDATE(admm_leaky_relu_z_f, float, admm_leaky_relu_pick_f, admm_leaky_relu_h)
+ADMM_Z_UPDATE(admm_step_z_d, double, admm_step_pick_d, admm_step_h)
+ADMM_Z_UPDATE(admm_step_z_f, float, admm_step_pick_f, admm_step_h)
 
 #endif
