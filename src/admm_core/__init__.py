@@ -14,7 +14,9 @@ from ._kernels import (
     gram,
     hidden_z_update,
     matmul,
+    output_cross_entropy_update,
     output_hinge_update,
+    output_logistic_update,
     output_squared_update,
 )
 
@@ -28,6 +30,8 @@ __all__ = [
     "gram",
     "hidden_z_update",
     "matmul",
+    "output_cross_entropy_update",
     "output_hinge_update",
+    "output_logistic_update",
     "output_squared_update",
 ]
