@@ -17,6 +17,7 @@ import pytest
 from reference_admm import hinge_prox
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_expit, logsumexp, softmax
+from test_kernels import ATOL, DTYPES, ORDERS, RTOL, as_layout
 
 from admm_core import (
     apply_activation,
@@ -26,11 +27,7 @@ from admm_core import (
     output_logistic_update,
 )
 
-DTYPES = [np.float32, np.float64]
-ORDERS = ["C", "F"]
-RTOL = {np.float32: 1e-5, np.float64: 1e-12}
-ATOL = {np.float32: 1e-6, np.float64: 1e-13}
-#: Relative slack of a cost against the reference minimum: the kernel
+#: The dtypes, orders, tolerances and as_layout are test_kernels.py's. Relative slack of a cost against the reference minimum: the kernel
 #: compares its candidates in the arrays' precision and stores z in it.
 COST_RTOL = {np.float32: 4e-6, np.float64: 1e-13}
 
@@ -58,10 +55,6 @@ def h(name: str, slope: float, z):
     if name == "sign":
         return np.where(z > 0, 1.0, -1.0)
     raise ValueError(name)
-
-
-def as_layout(x, dtype, order: str) -> np.ndarray:
-    return np.array(x, dtype=dtype, order=order, copy=True)
 
 
 def refined_minimum(cost, lo: float, hi: float, count: int, extra=()) -> np.ndarray:
