@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from reference_admm import hinge_prox
 from scipy.optimize import minimize, minimize_scalar
-from scipy.special import log_expit, logsumexp, softmax
+from scipy.special import expit, log_expit, logsumexp, softmax
 from test_kernels import ATOL, DTYPES, ORDERS, RTOL, as_layout
 
 from admm_core import (
     apply_activation,
+    apply_activation_smooth,
     hidden_z_update,
+    hidden_z_update_smooth,
     output_cross_entropy_update,
     output_hinge_update,
     output_logistic_update,
@@ -43,6 +45,9 @@ HIDDEN = [
     ("step", 0.01),
     ("sign", 0.01),
 ]
+#: All activations of issue 15, the smooth ones too (their minimiser has its
+#: own test: its stationary points spread over m +- gamma (|a| + 1) / beta).
+ALL = [*HIDDEN, ("sigmoid", 0.01), ("tanh", 0.01)]
 
 
 def h(name: str, slope: float, z):
@@ -54,7 +59,25 @@ def h(name: str, slope: float, z):
         return np.where(z > 0, 1.0, 0.0)
     if name == "sign":
         return np.where(z > 0, 1.0, -1.0)
+    if name == "sigmoid":
+        return expit(z)
+    if name == "tanh":
+        return np.tanh(z)
     raise ValueError(name)
+
+
+def z_update(z, a, gamma, beta, activation, slope):
+    """``hidden_z_update``, or its ``_smooth`` twin for sigmoid and tanh."""
+    if activation in ("sigmoid", "tanh"):
+        return hidden_z_update_smooth(z, a, gamma, beta, activation)
+    return hidden_z_update(z, a, gamma, beta, activation, slope)
+
+
+def activate(z, out, scale, activation, slope):
+    """``apply_activation``, or its ``_smooth`` twin for sigmoid and tanh."""
+    if activation in ("sigmoid", "tanh"):
+        return apply_activation_smooth(z, out, scale, activation)
+    return apply_activation(z, out, scale, activation, slope)
 
 
 def refined_minimum(cost, lo: float, hi: float, count: int, extra=()) -> np.ndarray:
@@ -197,7 +220,7 @@ def test_hidden_z_update_tie_goes_to_the_nonpositive_side(activation, dtype, ord
         np.testing.assert_array_equal(z, np.full((3, 2), winner, dtype=dtype))
 
 
-@pytest.mark.parametrize(("activation", "slope"), HIDDEN)
+@pytest.mark.parametrize(("activation", "slope"), ALL)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [511, 512, 513, 3 * 512 + 7])
 def test_hidden_z_update_layouts_and_blocks(rng, activation, slope, dtype, size):
@@ -208,18 +231,74 @@ def test_hidden_z_update_layouts_and_blocks(rng, activation, slope, dtype, size)
     zs = []
     for order in ORDERS:
         z = as_layout(m.reshape(size, 1), dtype, order)
-        hidden_z_update(
-            z, as_layout(a.reshape(size, 1), dtype, order), 3.0, 1.0, activation, slope
-        )
+        z_update(z, as_layout(a.reshape(size, 1), dtype, order), 3.0, 1.0, activation, slope)
         zs.append(z.ravel())
     flat = m.astype(dtype)
-    act, pen = hidden_z_update(flat, a.astype(dtype), 3.0, 1.0, activation, slope)
+    act, pen = z_update(flat, a.astype(dtype), 3.0, 1.0, activation, slope)
     np.testing.assert_array_equal(zs[0], flat)
     np.testing.assert_array_equal(zs[1], flat)
     zk = flat.astype(np.float64)
     m64 = m.astype(dtype).astype(np.float64)
     np.testing.assert_allclose(act, np.sum((a - h(activation, slope, zk)) ** 2), rtol=1e-12)
     np.testing.assert_allclose(pen, np.sum((zk - m64) ** 2), rtol=1e-12)
+
+
+SMOOTH = {"sigmoid": expit, "tanh": np.tanh}
+
+
+@pytest.mark.parametrize("activation", sorted(SMOOTH))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_smooth_z_update_is_a_global_minimiser(rng, activation, dtype, order):
+    # Random problems, most of them non-convex (small beta / gamma), with a
+    # outside h's range, against a grid over all stationary points (within
+    # m +- R, R = gamma (|a| + 1) / (4 beta) for sigmoid, 4x for tanh in z)
+    # refined by bounded Brent around the best grid point.
+    h_fn = SMOOTH[activation]
+    for _ in range(6):
+        gamma = 10 ** rng.uniform(-2, 3)
+        beta = 10 ** rng.uniform(-3, 1)
+        a = rng.uniform(-2.0, 3.0, 40)
+        m = rng.uniform(-8.0, 8.0, 40)
+        m[:4] = [0.0, 1e-7, -1e-7, 40.0]
+        a[4:8] = [0.0, 1.0, -1.0, 0.5]
+        a_arr = as_layout(a.reshape(8, 5), dtype, order)
+        z = as_layout(m.reshape(8, 5), dtype, order)
+        a64, m64 = a_arr.astype(np.float64).ravel(), z.astype(np.float64).ravel()
+        sums = hidden_z_update_smooth(z, a_arr, gamma, beta, activation)
+        zk = z.astype(np.float64).ravel()
+
+        def cost(t, i, a64=a64, m64=m64, gamma=gamma, beta=beta):
+            return gamma * (a64[i] - h_fn(t)) ** 2 + beta * (t - m64[i]) ** 2
+
+        radius = gamma * (np.abs(a64) + 1) / (4 * beta) * (1 if activation == "sigmoid" else 4)
+        reference = np.empty(40)
+        for i in range(40):
+            grid = m64[i] + np.linspace(-1.0, 1.0, 8001) * (radius[i] + 1.0)
+            costs = cost(grid, i)
+            g = int(np.argmin(costs))
+            step = grid[1] - grid[0]
+            res = minimize_scalar(
+                cost,
+                bounds=(grid[g] - step, grid[g] + step),
+                args=(i,),
+                method="bounded",
+                options={"xatol": 1e-13 * (1 + abs(grid[g]))},
+            )
+            reference[i] = min(costs[g], res.fun)
+        kernel = cost(zk, slice(None))
+        scale = gamma * (1 + a64**2) + beta * (1 + m64**2)
+        assert np.all(kernel <= reference + COST_RTOL[dtype] * scale)
+        np.testing.assert_allclose(sums[0], np.sum((a64 - h_fn(zk)) ** 2), rtol=RTOL[dtype])
+        np.testing.assert_allclose(sums[1], np.sum((zk - m64) ** 2), rtol=RTOL[dtype])
+
+
+def test_smooth_activations_have_their_own_wrappers():
+    z = np.zeros(3)
+    with pytest.raises(ValueError, match="unknown activation"):
+        hidden_z_update_smooth(z, z.copy(), 1.0, 1.0, "relu")
+    with pytest.raises(ValueError, match="unknown activation"):
+        apply_activation_smooth(z, z.copy(), 1.0, "step")
 
 
 @pytest.mark.parametrize("bad", [-0.1, np.inf, np.nan])
@@ -233,7 +312,7 @@ def test_leaky_relu_rejects_bad_slope(bad):
     hidden_z_update(z, z.copy(), 1.0, 1.0, "step", negative_slope=bad)
 
 
-@pytest.mark.parametrize(("activation", "slope"), HIDDEN)
+@pytest.mark.parametrize(("activation", "slope"), ALL)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("scale", [1.0, 20.0])
@@ -242,10 +321,10 @@ def test_apply_activation(rng, activation, slope, dtype, order, scale):
     z[0, :3] = [0.0, -0.0, np.finfo(dtype).tiny]
     z = as_layout(z, dtype, order)
     out = as_layout(np.full((9, 5), np.nan), dtype, order)
-    apply_activation(z, out, scale, activation, slope)
+    activate(z, out, scale, activation, slope)
     expected = scale * h(activation, slope, z.astype(np.float64))
     np.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=ATOL[dtype])
-    apply_activation(z, z, scale, activation, slope)  # in place
+    activate(z, z, scale, activation, slope)  # in place
     np.testing.assert_array_equal(z, out)
 
 

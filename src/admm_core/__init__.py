@@ -6,6 +6,7 @@ They know nothing of MPI; :mod:`admm` drives them. Cython codes can
 
 from ._kernels import (
     apply_activation,
+    apply_activation_smooth,
     cholesky_factor,
     cholesky_inverse,
     cholesky_solve,
@@ -13,6 +14,7 @@ from ._kernels import (
     glorot_uniform,
     gram,
     hidden_z_update,
+    hidden_z_update_smooth,
     matmul,
     output_cross_entropy_update,
     output_hinge_update,
@@ -22,6 +24,7 @@ from ._kernels import (
 
 __all__ = [
     "apply_activation",
+    "apply_activation_smooth",
     "cholesky_factor",
     "cholesky_inverse",
     "cholesky_solve",
@@ -29,6 +32,7 @@ __all__ = [
     "glorot_uniform",
     "gram",
     "hidden_z_update",
+    "hidden_z_update_smooth",
     "matmul",
     "output_cross_entropy_update",
     "output_hinge_update",

@@ -48,7 +48,9 @@ cdef void step_z_update(
     double low, double* sums,
 ) noexcept nogil
 # Any of the above by activation code: 0 hardsigmoid, 1 relu, 2 leaky_relu
-# (with negative_slope), 3 step, 4 sign; negative_slope is ignored but by 2.
+# (with negative_slope), 3 step, 4 sign, 5 sigmoid, 6 tanh (the last two: the
+# global minimum of the smooth non-convex problem, all local minima
+# bracketed, in double); negative_slope is ignored but by 2.
 cdef void hidden_activation_z_update(
     floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
     int activation, double negative_slope, double* sums,

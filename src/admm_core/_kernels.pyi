@@ -5,7 +5,8 @@ FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 # activation: "hardsigmoid", "relu", "leaky_relu", "step" or "sign" (a str, so
 # that callers holding a validated name need no cast); negative_slope (finite,
-# >= 0) is read by "leaky_relu" only.
+# >= 0) is read by "leaky_relu" only. The *_smooth functions take "sigmoid"
+# or "tanh".
 def hidden_z_update(
     z: FloatArray,
     a: FloatArray,
@@ -20,6 +21,12 @@ def apply_activation(
     scale: float = 1.0,
     activation: str = "hardsigmoid",
     negative_slope: float = 0.01,
+) -> FloatArray: ...
+def hidden_z_update_smooth(
+    z: FloatArray, a: FloatArray, gamma: float, beta: float, activation: str = "sigmoid"
+) -> tuple[float, float]: ...
+def apply_activation_smooth(
+    z: FloatArray, out: FloatArray, scale: float = 1.0, activation: str = "sigmoid"
 ) -> FloatArray: ...
 def output_hinge_update(
     z: FloatArray,
