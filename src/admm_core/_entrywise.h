@@ -143,13 +143,14 @@ ADMM_PICKS(float, _f, FLT_MIN)
 
 /* Newton's method safeguarded by bisection (Numerical Recipes' rtsafe) for
  * the root of f in [lo, hi], given f(lo) and f(hi) of opposite signs (or
- * zero). Stops when the bracket is at adjacent doubles, a Newton step does
- * not move x, or after 200 steps (every step halves the bracket or is a
- * Newton step inside it: far fewer are needed in practice). */
+ * zero). Stops when the bracket is at adjacent doubles, a Newton step moves
+ * x by at most tol |x| (the step is taken: with tol at the rounding level
+ * the root is then exact to about an ulp; Newton near a simple root would
+ * otherwise wobble by an ulp for ever), or after 200 steps. */
 typedef double (*admm_fn)(double x, const double *k, double *df);
 
 static double admm_rtsafe(admm_fn f, const double *k, double lo, double hi, double flo,
-                          double fhi) {
+                          double fhi, double tol) {
     if (flo == 0.0) return lo;
     if (fhi == 0.0) return hi;
     double xl = flo < 0.0 ? lo : hi, xh = flo < 0.0 ? hi : lo;
@@ -165,7 +166,7 @@ static double admm_rtsafe(admm_fn f, const double *k, double lo, double hi, doub
             dxold = dx;
             dx = fx / df;
             x -= dx;
-            if (x == t) return x; /* converged */
+            if (fabs(dx) <= tol * fabs(t)) return x; /* converged */
             /* a step onto an end of the bracket (whose f has a known sign)
                would stall: bisect instead */
             bisect = x == xl || x == xh;
@@ -196,13 +197,14 @@ static double admm_dq(double u, const double *k, double *df) {
 
 /* The roots of f in each piece [b_i, b_{i+1}] of b[0 .. nb-1] where f changes
  * sign, appended to r; returns their number. */
-static int admm_piece_roots(admm_fn f, const double *k, const double *b, int nb, double *r) {
+static int admm_piece_roots(admm_fn f, const double *k, const double *b, int nb, double *r,
+                            double tol) {
     int n = 0;
     double d, fl = f(b[0], k, &d);
     for (int i = 0; i + 1 < nb; i++) {
         double fh = f(b[i + 1], k, &d);
         if ((fl <= 0.0 && fh >= 0.0) || (fl >= 0.0 && fh <= 0.0)) {
-            double x = admm_rtsafe(f, k, b[i], b[i + 1], fl, fh);
+            double x = admm_rtsafe(f, k, b[i], b[i + 1], fl, fh, tol);
             if (n == 0 || x > r[n - 1]) r[n++] = x;
         }
         fl = fh;
@@ -230,11 +232,13 @@ static int admm_sigmoid_inflections(double a, double c, double *z) {
     double bq[5];
     int n = 0;
     bq[n++] = 0.0;
-    int nc = admm_piece_roots(admm_dq, k, b, nb, cq);
+    /* The inflection points only split phi' into monotone pieces, and phi'
+       is checked for a sign change at each: 1e-12 relative is plenty. */
+    int nc = admm_piece_roots(admm_dq, k, b, nb, cq, 1e-12);
     for (int i = 0; i < nc; i++)
         if (cq[i] > bq[n - 1] && cq[i] < 1.0) bq[n++] = cq[i];
     bq[n++] = 1.0;
-    int nu = admm_piece_roots(admm_q_minus_c, k, bq, n, uq);
+    int nu = admm_piece_roots(admm_q_minus_c, k, bq, n, uq, 1e-12);
     int nz = 0;
     for (int i = 0; i < nu; i++)
         if (uq[i] > 0.0 && uq[i] < 1.0) z[nz++] = log(uq[i]) - log1p(-uq[i]);
@@ -273,7 +277,8 @@ static double admm_sigmoid_argmin(double m, double a, double gamma, double beta)
     double d, fl = admm_sigmoid_dphi(b[0], k, &d);
     for (int i = 0; i + 1 < nb; i++) {
         double fh = admm_sigmoid_dphi(b[i + 1], k, &d);
-        if (fl <= 0.0 && fh >= 0.0) r[nr++] = admm_rtsafe(admm_sigmoid_dphi, k, b[i], b[i + 1], fl, fh);
+        if (fl <= 0.0 && fh >= 0.0)
+            r[nr++] = admm_rtsafe(admm_sigmoid_dphi, k, b[i], b[i + 1], fl, fh, 0x1p-52);
         fl = fh;
     }
     double best = r[0], cbest = INFINITY;
