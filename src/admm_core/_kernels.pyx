@@ -391,7 +391,10 @@ cdef inline double _logistic_prox(double u, double beta) noexcept nogil:
             wn = 0.5 * (lo + hi)
             if wn == lo or wn == hi:  # bracket at adjacent doubles
                 return wn
-        if fabs(wn - w) <= 2.2e-16 * fabs(w):
+        # A step at the rounding level of w, or of the data (u and the
+        # bracket width): near w = 0 a relative test alone would go on
+        # bisecting down to subnormal widths.
+        if fabs(wn - w) <= 2.2e-16 * (fabs(w) + fabs(u) + 0.5 / beta):
             return wn
         w = wn
     return w
