@@ -293,6 +293,23 @@ def test_smooth_z_update_is_a_global_minimiser(rng, activation, dtype, order):
         np.testing.assert_allclose(sums[1], np.sum((zk - m64) ** 2), rtol=RTOL[dtype])
 
 
+@pytest.mark.parametrize("activation", sorted(SMOOTH))
+def test_smooth_z_update_extreme_weights(activation):
+    # beta / gamma so large that m +- R rounds to m: z = m; and so small that
+    # the stationary range is huge: z is where h(z) = a, or stays where h is flat.
+    m = np.array([0.3, -2.0, 1e8])
+    a = np.array([0.7, 0.2, 1e6])
+    z = m.copy()
+    hidden_z_update_smooth(z, a, 1e-12, 1e6, activation)
+    np.testing.assert_array_equal(z, m)
+    z = m[:2].copy()
+    hidden_z_update_smooth(z, a[:2], 1e6, 1e-12, activation)
+    np.testing.assert_allclose(SMOOTH[activation](z), a[:2], rtol=1e-9)
+    z = np.array([np.nan, np.inf])
+    hidden_z_update_smooth(z, np.zeros(2), 1.0, 1.0, activation)
+    assert np.isnan(z[0]) and not np.isfinite(z[1])
+
+
 def test_smooth_activations_have_their_own_wrappers():
     z = np.zeros(3)
     with pytest.raises(ValueError, match="unknown activation"):

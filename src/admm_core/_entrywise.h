@@ -281,6 +281,10 @@ static double admm_sigmoid_argmin(double m, double a, double gamma, double beta)
             r[nr++] = admm_rtsafe(admm_sigmoid_dphi, k, b[i], b[i + 1], fl, fh, 0x1p-52);
         fl = fh;
     }
+    /* phi' <= 0 at m - R and >= 0 at m + R hold exactly, so a root is
+       missed only where m -+ R round to m (R below half an ulp of m: then
+       m is the minimiser to rounding) or m is not finite (then so is z). */
+    if (nr == 0) return m;
     double best = r[0], cbest = INFINITY;
     for (int i = 0; i < nr; i++) {
         double da = a - admm_sigmoid_s(r[i]), dz = r[i] - m;
