@@ -728,7 +728,7 @@ def hidden_z_update_smooth(z, a, double gamma, double beta, str activation="sigm
     derivative increases from <= 0 to >= 0 one safeguarded Newton root is
     found to the last bit; the least cost wins, the smallest z on a tie.
     tanh is the sigmoid problem in ``w = 2 z`` (``a' = (a + 1) / 2``,
-    ``m' = 2 m``, ``gamma' = 4 gamma``, ``beta' = beta / 4``). Some 300
+    ``m' = 2 m``, ``gamma' = 4 gamma``, ``beta' = beta / 4``). Some 100 to 300
     times slower per entry than hardsigmoid (see ``docs/performance.md``).
     """
     return _hidden_z_call(z, a, gamma, beta,
