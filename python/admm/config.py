@@ -361,11 +361,25 @@ class Config:
         "hidden activation: " + activations.summary(),
         header=Header(1, 1, lambda c: f"activation {c.activation}"),
     )
+    negative_slope: float = option(
+        0.01,
+        Interval(lambda v: v >= 0, "a non-negative finite number", metavar="S"),
+        "slope of leaky_relu for x <= 0 (PyTorch's name and default)",
+        legacy=0.01,
+        late_in_checkpoints=True,
+        header=Header(
+            1,
+            2,
+            lambda c: (
+                f"negative slope {c.negative_slope:g}" if c.activation == "leaky_relu" else None
+            ),
+        ),
+    )
     loss: str = option(
         "hinge",
         Choice(losses.names, "loss"),
         "output loss: " + losses.summary(),
-        header=Header(1, 2, lambda c: f"loss {c.loss}"),
+        header=Header(1, 3, lambda c: f"loss {c.loss}"),
     )
     beta: float | tuple[float, ...] = option(
         0.2,
@@ -494,7 +508,7 @@ class Config:
         "float64",
         DType(),
         "precision of data, activations and weights",
-        header=Header(1, 3, lambda c: f"dtype {c.dtype}"),
+        header=Header(1, 4, lambda c: f"dtype {c.dtype}"),
     )
     seed: int = option(
         0,
