@@ -136,6 +136,8 @@ class Squared(Loss):
 
     def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
         y = np.asarray(y)
+        if n_out == 1 and y.shape == (m,):  # one real target per sample (regression)
+            y = y.reshape(m, 1)
         if y.shape != (m, n_out):
             raise ValueError(f"y must be a target array of shape {(m, n_out)}, got {y.shape}")
         if not np.all(np.isfinite(y)):
