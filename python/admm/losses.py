@@ -142,7 +142,12 @@ class Squared(Loss):
             raise ValueError(f"y must be a target array of shape {(m, n_out)}, got {y.shape}")
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or inf")
-        return np.ascontiguousarray(y, dtype=dtype)
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if y.strides != (n_out * y.itemsize, y.itemsize):
+            # A view such as y[:, None] is "contiguous" with a zero stride on
+            # its length-1 axis; the kernels need the outputs' own strides.
+            y = y.copy()
+        return y
 
     def encode_labels(self, labels: np.ndarray, n_out: int, dtype: np.dtype) -> np.ndarray:
         return np.eye(n_out, dtype=dtype)[labels]
