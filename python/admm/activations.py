@@ -25,6 +25,7 @@ from admm_core import (
     hidden_z_update_smooth,
 )
 
+from ._onnx import constant
 from ._registry import Registry
 
 __all__ = ["Activation", "get", "names", "register", "summary"]
@@ -62,6 +63,17 @@ class Activation:
         ``(sum (a - h(z))^2, sum (z - m)^2)``, in an order fixed by the size."""
         return hidden_z_update(z, a, gamma, beta, self.name)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        """The ONNX nodes computing ``y = h(x)`` entry-wise on ``dtype`` tensors
+        (:func:`admm.export.to_onnx`). ``helper`` is the ``onnx.helper`` module
+        (so this module never imports onnx); every other tensor or node the
+        method names starts with ``prefix``. ONNX Runtime must run them in
+        float32 and float64 and give :meth:`forward`'s values within rounding.
+        Raises ``NotImplementedError`` for an activation without an ONNX form."""
+        raise NotImplementedError(
+            f"activation {self.name!r} has no ONNX form: its class needs an onnx_nodes method"
+        )
+
 
 @register
 class HardSigmoid(Activation):
@@ -71,6 +83,21 @@ class HardSigmoid(Activation):
     formula = "clip(x, 0, 1)"
     kinks = (0.0, 1.0)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        if dtype == np.float32:
+            return [
+                helper.make_node(
+                    "HardSigmoid", [x], [y], name=f"{prefix}hardsigmoid", alpha=1.0, beta=0.0
+                )
+            ]
+        # ONNX Runtime has no float64 HardSigmoid kernel: Clip is the same function.
+        low, high = f"{prefix}zero", f"{prefix}one"
+        return [
+            constant(helper, low, 0.0, dtype),
+            constant(helper, high, 1.0, dtype),
+            helper.make_node("Clip", [x, low, high], [y], name=f"{prefix}clip"),
+        ]
+
 
 @register
 class ReLU(Activation):
@@ -79,6 +106,9 @@ class ReLU(Activation):
     name = "relu"
     formula = "max(x, 0)"
     kinks = (0.0,)
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Relu", [x], [y], name=f"{prefix}relu")]
 
 
 @register
