@@ -13,7 +13,10 @@ The graph, in the model's dtype ``T`` (float32 or float64) throughout:
   trained with ``center``;
 - per weight layer ``l``: ``z_l = Gemm(a_{l-1}, W_l, transB=1)`` without a
   bias, ``W_l`` an ``(n_l, n_{l-1})`` initializer, then the activation's
-  nodes (:meth:`admm.activations.Activation.onnx_nodes`) on every hidden layer;
+  nodes (:meth:`admm.activations.Activation.onnx_nodes`) on every hidden layer
+  (``HardSigmoid`` alpha 1 beta 0 in float32, ``Clip(x, 0, 1)`` in float64,
+  which ONNX Runtime lacks a ``HardSigmoid`` kernel for; ``Relu``), so a
+  float64 model computes in float64 with nothing cast;
 - outputs ``scores`` ``[N, n_L]`` of ``T`` (:meth:`ADMMNetwork.decision_function`)
   and ``label`` ``[N]`` int64 (:meth:`ADMMNetwork.predict`, from
   :meth:`admm.losses.Loss.onnx_label_nodes`).
