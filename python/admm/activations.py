@@ -25,7 +25,7 @@ from admm_core import (
     hidden_z_update_smooth,
 )
 
-from ._onnx import constant
+from ._onnx import constant, elem_type
 from ._registry import Registry
 
 __all__ = ["Activation", "get", "names", "register", "summary"]
@@ -136,6 +136,23 @@ class LeakyReLU(Activation):
     ) -> tuple[float, float]:
         return hidden_z_update(z, a, gamma, beta, self.name, self.negative_slope)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        if dtype == np.float32:
+            return [
+                helper.make_node(
+                    "LeakyRelu", [x], [y], name=f"{prefix}leaky_relu", alpha=self.negative_slope
+                )
+            ]
+        # LeakyRelu's alpha is a float32 attribute: in float64, x > 0 ? x : slope x.
+        zero, slope, above, scaled = (f"{prefix}{n}" for n in ("zero", "slope", "above", "scaled"))
+        return [
+            constant(helper, zero, 0.0, dtype),
+            constant(helper, slope, self.negative_slope, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node("Mul", [x, slope], [scaled], name=f"{prefix}mul"),
+            helper.make_node("Where", [above, x, scaled], [y], name=f"{prefix}where"),
+        ]
+
 
 @register
 class Step(Activation):
@@ -151,6 +168,16 @@ class Step(Activation):
     formula = "1[x > 0]"
     kinks = (0.0,)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        zero, above = f"{prefix}zero", f"{prefix}above"
+        return [
+            constant(helper, zero, 0.0, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node(
+                "Cast", [above], [y], name=f"{prefix}cast", to=elem_type(helper, dtype)
+            ),
+        ]
+
 
 @register
 class Sign(Activation):
@@ -160,6 +187,18 @@ class Sign(Activation):
     name = "sign"
     formula = "1 if x > 0 else -1"
     kinks = (0.0,)
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        # Not ONNX's Sign, which gives 0 at 0.
+        zero, one, minus = f"{prefix}zero", f"{prefix}one", f"{prefix}minus_one"
+        above = f"{prefix}above"
+        return [
+            constant(helper, zero, 0.0, dtype),
+            constant(helper, one, 1.0, dtype),
+            constant(helper, minus, -1.0, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node("Where", [above, one, minus], [y], name=f"{prefix}where"),
+        ]
 
 
 class _Smooth(Activation):
@@ -192,6 +231,9 @@ class Sigmoid(_Smooth):
     name = "sigmoid"
     formula = "1 / (1 + exp(-x))"
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Sigmoid", [x], [y], name=f"{prefix}sigmoid")]
+
 
 @register
 class Tanh(_Smooth):
@@ -199,6 +241,9 @@ class Tanh(_Smooth):
 
     name = "tanh"
     formula = "tanh(x)"
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Tanh", [x], [y], name=f"{prefix}tanh")]
 
 
 def names() -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from admm_core import (
     output_squared_update,
 )
 
-from ._onnx import constant, elem_type
+from ._onnx import label_nodes
 from ._registry import Registry
 
 __all__ = ["Loss", "get", "names", "register", "summary"]
@@ -96,30 +96,13 @@ class Loss:
         ``helper`` is the ``onnx.helper`` module; every other tensor or node
         the method names starts with ``prefix``. A loss with its own
         :meth:`predict` must give its own form too (``NotImplementedError``
-        otherwise)."""
+        otherwise: ``admm._onnx.label_nodes`` builds an arg-max or threshold)."""
         if type(self).predict is not Loss.predict:
             raise NotImplementedError(
                 f"loss {self.name!r} predicts its own way and has no ONNX form: "
                 "its class needs an onnx_label_nodes method"
             )
-        if n_out > 1:
-            # ArgMax keeps the first of equal maxima, as np.argmax does.
-            return [
-                helper.make_node(
-                    "ArgMax", [scores], [label], name=f"{prefix}argmax", axis=1, keepdims=0
-                )
-            ]
-        index, half = f"{prefix}column", f"{prefix}half"
-        column, above = f"{prefix}score", f"{prefix}above"
-        return [
-            constant(helper, index, 0, np.int64),
-            constant(helper, half, 0.5, dtype),
-            helper.make_node("Gather", [scores, index], [column], name=f"{prefix}gather", axis=1),
-            helper.make_node("Greater", [column, half], [above], name=f"{prefix}greater"),
-            helper.make_node(
-                "Cast", [above], [label], name=f"{prefix}cast", to=elem_type(helper, np.int64)
-            ),
-        ]
+        return label_nodes(helper, scores, label, prefix, dtype, n_out, threshold=0.5)
 
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         """The class labels of ``y`` for scoring: labels ``(m,)`` as given, or
@@ -252,6 +235,11 @@ class Logistic(Loss):
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         return (scores[:, 0] > 0).astype(np.int64)
+
+    def onnx_label_nodes(
+        self, helper: Any, scores: str, label: str, prefix: str, dtype: np.dtype, n_out: int
+    ) -> list[Any]:
+        return label_nodes(helper, scores, label, prefix, dtype, 1, threshold=0.0)
 
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         y = np.asarray(y)
