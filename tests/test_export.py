@@ -100,6 +100,33 @@ def test_one_output_labels_by_threshold(sample, dtype) -> None:
     assert_same_outputs(net, export.to_onnx(net), X_test)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", activations.names())
+def test_every_activation_exports(activation, dtype, rng) -> None:
+    # Every registered activation, so one added to the registry must give its
+    # ONNX form: Glorot weights on inputs spread over the kinks, and rows of
+    # zeros, where every hidden z is exactly 0 (a kink of most activations).
+    net = admm.ADMMNetwork((12, 9, 7, 5), activation, dtype=dtype, seed=1)
+    X = np.vstack([rng.normal(scale=3.0, size=(400, 12)), np.zeros((3, 12))])
+    assert_same_outputs(net, export.to_onnx(net), X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_activation_parameters_reach_the_graph(dtype, rng) -> None:
+    # leaky_relu's slope, not its default, and exactly in float64.
+    net = admm.ADMMNetwork((12, 9, 5), "leaky_relu", dtype=dtype, negative_slope=0.3, seed=1)
+    X = rng.normal(scale=3.0, size=(400, 12))
+    assert_same_outputs(net, export.to_onnx(net), X)
+
+
+@pytest.mark.parametrize("n_out", [1, 10])
+@pytest.mark.parametrize("loss", losses.names())
+def test_every_loss_exports_its_labels(loss, n_out, rng) -> None:
+    net = admm.ADMMNetwork((6, 8, n_out), "relu", loss, dtype="float64", seed=2)
+    X = rng.normal(scale=3.0, size=(500, 6))
+    assert_same_outputs(net, export.to_onnx(net), X)
+
+
 def test_oldest_opset_gives_the_same_outputs(sample) -> None:
     X, y, X_test, _ = sample["float32"]
     net = admm.ADMMNetwork((784, 16, 10), dtype="float32", center=True, seed=0).fit(X, y, 2)
