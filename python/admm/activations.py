@@ -8,8 +8,10 @@ methods act in place on arrays of samples in rows and run row by row, so
 :func:`admm._threads.rowwise` can split them over threads.
 
 To add an activation: write its compiled kernels (``admm_core``), a class
-here registered with :func:`register`, and its tests. The solver, the
-program's ``--activation`` choices and the model files find it by name.
+here registered with :func:`register` with its ONNX form
+(:meth:`Activation.onnx_nodes`), and its tests. The solver, the program's
+``--activation`` choices, the model files and :mod:`admm.export` find it by
+name.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ in place on arrays of samples in rows and runs row by row, so
 :func:`admm._threads.rowwise` can split it over threads.
 
 To add a loss: write its compiled kernel (``admm_core``), a class here
-registered with :func:`register`, and its tests. The solver, the program's
-``--loss`` choices and the model files find it by name.
+registered with :func:`register` (with its own :meth:`Loss.predict`, its
+ONNX form too: :meth:`Loss.onnx_label_nodes`), and its tests. The solver,
+the program's ``--loss`` choices, the model files and :mod:`admm.export`
+find it by name.
 """
 
 from __future__ import annotations
