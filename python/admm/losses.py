@@ -9,8 +9,10 @@ in place on arrays of samples in rows and runs row by row, so
 :func:`admm._threads.rowwise` can split it over threads.
 
 To add a loss: write its compiled kernel (``admm_core``), a class here
-registered with :func:`register`, and its tests. The solver, the program's
-``--loss`` choices and the model files find it by name.
+registered with :func:`register` (with its own :meth:`Loss.predict`, its
+ONNX form too: :meth:`Loss.onnx_label_nodes`), and its tests. The solver,
+the program's ``--loss`` choices, the model files and :mod:`admm.export`
+find it by name.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from admm_core import (
     output_squared_update,
 )
 
+from ._onnx import label_nodes
 from ._registry import Registry
 
 __all__ = ["Loss", "get", "names", "register", "summary"]
@@ -86,6 +89,22 @@ class Loss:
         if scores.shape[1] == 1:
             return (scores[:, 0] > 0.5).astype(np.int64)
         return np.argmax(scores, axis=1).astype(np.int64)
+
+    def onnx_label_nodes(
+        self, helper: Any, scores: str, label: str, prefix: str, dtype: np.dtype, n_out: int
+    ) -> list[Any]:
+        """The ONNX nodes computing :meth:`predict`: ``label`` ``[N]`` int64 from
+        ``scores`` ``[N, n_out]`` in ``dtype`` (:func:`admm.export.to_onnx`).
+        ``helper`` is the ``onnx.helper`` module; every other tensor or node
+        the method names starts with ``prefix``. A loss with its own
+        :meth:`predict` must give its own form too (``NotImplementedError``
+        otherwise: ``admm._onnx.label_nodes`` builds an arg-max or threshold)."""
+        if type(self).predict is not Loss.predict:
+            raise NotImplementedError(
+                f"loss {self.name!r} predicts its own way and has no ONNX form: "
+                "its class needs an onnx_label_nodes method"
+            )
+        return label_nodes(helper, scores, label, prefix, dtype, n_out, threshold=0.5)
 
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         """The class labels of ``y`` for scoring: labels ``(m,)`` as given, or
@@ -225,6 +244,11 @@ class Logistic(Loss):
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         return (scores[:, 0] > 0).astype(np.int64)
+
+    def onnx_label_nodes(
+        self, helper: Any, scores: str, label: str, prefix: str, dtype: np.dtype, n_out: int
+    ) -> list[Any]:
+        return label_nodes(helper, scores, label, prefix, dtype, 1, threshold=0.0)
 
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         y = np.asarray(y)
