@@ -290,7 +290,11 @@ def flags_record() -> dict:
 
 
 #: Flags added since the record, and flags whose help changed (deliberately).
-ADDED_FLAGS = {"block_size"}  # --block-size: the table's option now has its flag
+ADDED_FLAGS = {
+    "block_size",  # --block-size: the table's option now has its flag
+    "validation",  # issue 16: the validation split
+    "patience",  # issue 16: early stopping on it
+}
 CHANGED_HELP = {"deterministic"}  # it names --block-size instead of the default 256
 
 

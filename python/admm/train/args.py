@@ -111,6 +111,16 @@ def _add_data_flags(d: argparse._ArgumentGroup) -> None:
         "otherwise the embedded sample",
     )
     d.add_argument(
+        "--validation",
+        type=config.Integer(0).parse,
+        default=0,
+        metavar="N",
+        help="hold out the last N training images (of the data set's order) as a validation "
+        "split, dealt over the ranks like the rest; they never enter training. Its accuracy "
+        "is evaluated with the test accuracy (--eval-every) and printed and recorded as "
+        "val_accuracy; --patience stops on it",
+    )
+    d.add_argument(
         "--data-dir",
         default=None,
         metavar="DIR",
@@ -120,7 +130,7 @@ def _add_data_flags(d: argparse._ArgumentGroup) -> None:
 
 
 def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:
-    """``--iterations`` and ``--tol``."""
+    """``--iterations``, ``--tol`` and ``--patience``."""
     s.add_argument(
         "--iterations",
         type=positive_int,
@@ -137,6 +147,17 @@ def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:
         f"{TOL_PATIENCE} consecutive iterations i, where f_i is the objective after "
         "iteration i (counted from 1) and only pairs with i - 1 > --warmup count; "
         "None: run all iterations",
+    )
+    s.add_argument(
+        "--patience",
+        type=positive_int,
+        default=None,
+        metavar="P",
+        help="early stopping (needs --validation): stop once the validation accuracy has "
+        "not improved on its best for P evaluations in a row (one every --eval-every "
+        "iterations). The run keeps the weights of its last iteration, not of the best "
+        "evaluation (then the --refit, if any, --save and the final test accuracy); None: "
+        "no early stopping",
     )
 
 
@@ -231,6 +252,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in settings.items():
         if key not in explicit:
             setattr(args, key, value)
+    if args.patience is not None and args.validation == 0:
+        parser.error("--patience needs a validation split (--validation N)")
     try:  # the checks that involve several options (the flags checked each one)
         config.Config(**network_options(args))
     except ValueError as exc:
