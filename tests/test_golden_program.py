@@ -294,6 +294,7 @@ ADDED_FLAGS = {
     "block_size",  # --block-size: the table's option now has its flag
     "validation",  # issue 16: the validation split
     "patience",  # issue 16: early stopping on it
+    "refit_every",  # issue 16: the forward refit during training
 }
 CHANGED_HELP = {"deterministic"}  # it names --block-size instead of the default 256
 
