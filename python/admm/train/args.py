@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         default="talk",
         help="a named configuration (admm/presets.py): "
-        + ", ".join(f"{p.name} = {p.summary}" for p in PRESET_RECORDS.values())
+        + ", ".join(f"{p.name} = {p.summary}" for p in PRESET_RECORDS.values()).replace("%", "%%")
         + ". Flags given explicitly override the preset, in any order",
     )
     add_network_flags(n)
