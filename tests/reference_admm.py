@@ -204,7 +204,10 @@ class ReferenceADMM:
     replaces every solved ``W_l`` by ``W_l + c (W_l - W_l^prev)`` from
     iteration 1 on; ``backward_sweep`` repeats (2) and (3) for
     ``l = L-1 .. 1`` after the multiplier update, and :meth:`objective` is
-    then that of the state before the sweep.
+    then that of the state before the sweep; ``refit_every`` ``K`` replaces
+    the weights by :func:`forward_refit` of the state (with the ridge of the
+    iteration) after every K-th iteration, :meth:`objective` staying that of
+    the weights before it.
     """
 
     def __init__(
@@ -231,6 +234,7 @@ class ReferenceADMM:
         inertia: float = 0.0,
         backward_sweep: bool = False,
         negative_slope: float = 0.01,
+        refit_every: int = 0,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -257,6 +261,7 @@ class ReferenceADMM:
         self.rho_decay_iterations = int(rho_decay_iterations)
         self.inertia = float(inertia)
         self.backward_sweep = bool(backward_sweep)
+        self.refit_every = int(refit_every)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -381,6 +386,11 @@ class ReferenceADMM:
                 notify(f"a{l}")
                 self._hidden_z_update(l)
                 notify(f"z{l}")
+        if self.refit_every and (self.t + 1) % self.refit_every == 0:
+            # The objective reported stays that of the iteration's own weights.
+            self.swept_objective = self.objective()
+            self.weights = forward_refit(self.X.T, self.z, self.ridge, self.activation)
+            notify("refit")
         self.t += 1
         self._set_penalties()
 

@@ -49,16 +49,16 @@ def state_arrays(directory: Path) -> dict[str, np.ndarray]:
 @pytest.mark.mpi
 @pytest.mark.parametrize(
     ("ranks", "dtype", "preset"),
-    [(2, "float64", "talk"), (3, "float32", "talk"), (2, "float64", "best")],
+    [(2, "float64", "talk"), (3, "float32", "talk"), (2, "float64", "digits")],
 )
 def test_resume_continues_the_same_trajectory_bit_for_bit(
     tmp_path, data_npz, image_npz, ranks, dtype, preset
 ):
-    # The best preset adds deskewing, centring and continuation: the resumed
+    # The digits preset adds deskewing, centring and continuation: the resumed
     # run must deskew again, keep the saved mean and pick the penalties up at
-    # iteration 5. Deskewing needs square images: 4 x 4 for best.
+    # iteration 5. Deskewing needs square images: 4 x 4 for digits.
     common = ["--preset", preset, "--warmup", "3", "--dtype", dtype]
-    if preset == "best":
+    if preset == "digits":
         data_npz = image_npz
         common += ["--layers", "16,16,3"]
     full, part, rest = tmp_path / "full", tmp_path / "part", tmp_path / "rest"
@@ -82,9 +82,9 @@ def test_resume_continues_the_same_trajectory_bit_for_bit(
         "--metrics", str(tmp_path / "rest.jsonl"),
     )  # fmt: skip
     assert "resumed from" in proc.stdout and "at iteration 5" in proc.stdout
-    if preset == "best":  # its ridge decays: the summary gives the first and the last
+    if preset == "digits":  # its ridge decays: the summary gives the first and the last
         done = read_metrics(tmp_path / "rest.jsonl")[-1]
-        decay = admm.PRESETS["best"]
+        decay = admm.PRESETS["digits"]
         factor = decay["rho_final"] ** (9 / decay["rho_decay_iterations"])
         np.testing.assert_allclose(done["rho_last"], np.array(done["rho"]) * factor, rtol=1e-12)
         assert "at the last iteration" in proc.stdout

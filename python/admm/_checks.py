@@ -43,7 +43,7 @@ def deskew_mismatch(deskew: bool, n_features: int) -> str | None:
         image_side(n_features)
     except ValueError:
         return (
-            f"--deskew (part of --preset best) needs square images stored row by row, but "
+            f"--deskew (part of --preset digits and fast) needs square images stored row by row, but "
             f"the data has {n_features} features, not a perfect square: add --no-deskew"
         )
     return None

@@ -131,6 +131,32 @@ class Communicator:
             self._comm.Allgatherv(self._mpi.IN_PLACE, [buf, counts, displs, None])
         return buf
 
+    def exchange_rows(
+        self, buf: np.ndarray, send_counts: Sequence[int], recv_counts: Sequence[int]
+    ) -> np.ndarray:
+        """Rows of ``buf`` dealt to the ranks, the rows dealt to this one returned.
+
+        The first ``send_counts[0]`` rows of ``buf`` (C-contiguous, rows first)
+        go to rank 0, the next ``send_counts[1]`` to rank 1, and so on; the
+        result holds ``recv_counts[r]`` rows from each rank ``r``, in rank
+        order (one Alltoallv). Collective.
+        """
+        out = np.empty((int(sum(recv_counts)), *buf.shape[1:]), dtype=buf.dtype)
+        if self.size == 1:
+            out[...] = buf[: int(send_counts[0])]
+            return out
+        row = int(np.prod(buf.shape[1:], dtype=np.int64))
+
+        def layout(counts: Sequence[int]) -> tuple[list[int], list[int]]:
+            sizes = [int(c) * row for c in counts]
+            return sizes, [int(v) for v in np.cumsum([0, *sizes[:-1]])]
+
+        send, recv = layout(send_counts), layout(recv_counts)
+        self._comm.Alltoallv(
+            [np.ascontiguousarray(buf), send[0], send[1], None], [out, recv[0], recv[1], None]
+        )
+        return out
+
     def agree(self, obj: Any) -> list[Any]:
         """Every rank's small picklable ``obj``, in rank order. Collective."""
         if self.size == 1:

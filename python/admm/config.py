@@ -452,6 +452,22 @@ class Config:
         late_in_checkpoints=True,
         header=Header(3, 7, lambda c: "backward sweep" if c.backward_sweep else None),
     )
+    refit_every: int = option(
+        0,
+        Integer(0, metavar="K"),
+        "after every K-th iteration, replace the weights by the forward refit of the state "
+        "(ADMMNetwork.refit: every W_l re-solved on the network's own forward features, a "
+        "little less work than an iteration); the next iteration starts from them. Early "
+        "iterations' forward accuracy gains most (docs/accuracy-study.md, issue 16); "
+        "0: off",
+        legacy=0,
+        # How the weights were trained, not how they predict.
+        model=False,
+        late_in_checkpoints=True,
+        header=Header(
+            3, 8, lambda c: f"refit every {c.refit_every} iterations" if c.refit_every else None
+        ),
+    )
     beta_growth: float = option(
         1.0,
         Growth(),

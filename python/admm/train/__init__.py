@@ -35,10 +35,11 @@ short_blas_spin()
 from .._checks import deskew_mismatch, width_mismatch
 from .args import UsageError, build_parser, parse_args
 from .run import main, run
-from .stop import RelativeChangeRule, StopSignals, signal_name
+from .stop import PatienceRule, RelativeChangeRule, StopSignals, signal_name
 
 __all__ = [
     "BLAS_THREADS_SET",
+    "PatienceRule",
     "RelativeChangeRule",
     "StopSignals",
     "UsageError",

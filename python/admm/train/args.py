@@ -74,9 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_data_flags(
-        p.add_argument_group("data"),
-        "X_train (m, n_0), y_train (m,) and optionally X_test, y_test",
+    d = p.add_argument_group("data")
+    add_data_flags(d, "X_train (m, n_0), y_train (m,) and optionally X_test, y_test")
+    d.add_argument(
+        "--validation",
+        type=config.Integer(0).parse,
+        default=0,
+        metavar="N",
+        help="hold out the last N training images (of the data set's order) as a validation "
+        "split, dealt over the ranks like the rest; they never enter training. Its accuracy "
+        "is evaluated with the test accuracy (--eval-every) and printed and recorded as "
+        "val_accuracy; --patience stops on it",
     )
     n = p.add_argument_group("network and ADMM")
     n.add_argument(
@@ -84,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         default="talk",
         help="a named configuration (admm/presets.py): "
-        + ", ".join(f"{p.name} = {p.summary}" for p in PRESET_RECORDS.values())
+        + ", ".join(f"{p.name} = {p.summary}" for p in PRESET_RECORDS.values()).replace("%", "%%")
         + ". Flags given explicitly override the preset, in any order",
     )
     add_network_flags(n)
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:
-    """``--iterations`` and ``--tol``."""
+    """``--iterations``, ``--tol`` and ``--patience``."""
     s.add_argument(
         "--iterations",
         type=positive_int,
@@ -121,6 +129,17 @@ def _add_stopping_flags(s: argparse._ArgumentGroup) -> None:
         f"{TOL_PATIENCE} consecutive iterations i, where f_i is the objective after "
         "iteration i (counted from 1) and only pairs with i - 1 > --warmup count; "
         "None: run all iterations",
+    )
+    s.add_argument(
+        "--patience",
+        type=positive_int,
+        default=None,
+        metavar="P",
+        help="early stopping (needs --validation): stop once the validation accuracy has "
+        "not improved on its best for P evaluations in a row (one every --eval-every "
+        "iterations). The run keeps the weights of its last iteration, not of the best "
+        "evaluation (then the --refit, if any, --save and the final test accuracy); None: "
+        "no early stopping",
     )
 
 
@@ -223,6 +242,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in settings.items():
         if key not in explicit:
             setattr(args, key, value)
+    if args.patience is not None and args.validation == 0:
+        parser.error("--patience needs a validation split (--validation N)")
     try:  # the checks that involve several options (the flags checked each one)
         config.Config(**network_options(args))
     except ValueError as exc:

@@ -22,10 +22,12 @@ from ..config import format_floats
 from ..data import Dataset
 from ..metrics import MB, MetricsWriter
 from ..network import ADMMNetwork, NumericalError
-from .stop import RelativeChangeRule, Stop, signal_name
+from .stop import PatienceRule, RelativeChangeRule, Stop, signal_name
 
 #: The column titles above the progress lines.
 COLUMNS = f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_acc':>9}"
+#: The same with a validation split (``--validation``).
+COLUMNS_VALIDATION = f"{COLUMNS} {'val_acc':>9}"
 
 
 @dataclass
@@ -56,7 +58,9 @@ class Outcome:
     checkpoint), ``elapsed`` the training time of all iterations (seconds),
     ``peak`` the largest resident size over the ranks (bytes); the accuracies
     are on the whole test set (None: no test set); ``refit_time`` is the
-    refit's seconds when ``refitted``.
+    refit's seconds when ``refitted``; ``val_accuracy`` is the final one on
+    the validation split (None: no ``--validation``), ``patience`` the
+    ``--patience`` rule, if any.
     """
 
     stop: Stop
@@ -68,6 +72,8 @@ class Outcome:
     refitted: bool
     elapsed: float
     peak: float
+    val_accuracy: float | None = None
+    patience: PatienceRule | None = None
 
 
 def describe_network(net: ADMMNetwork, args: argparse.Namespace) -> list[str]:
@@ -116,7 +122,8 @@ def header_lines(
     lines = [
         f"admm.train: {size} rank{'s' if size > 1 else ''}, "
         f"{int(samples.min())}-{int(samples.max())} training samples per rank "
-        f"({dataset.n_train} in all), {n_test} test samples",
+        f"({dataset.n_train} in all), {n_test} test samples"
+        + (f", {args.validation} validation samples" if args.validation else ""),
         f"  data: {dataset.name} ({dataset.source})",
     ]
     if blas_threads is not None:
@@ -165,29 +172,50 @@ def start_event(
         # Not in config: the refit comes after the last checkpoint, so a
         # run may be resumed with or without it.
         "refit": args.refit,
+        **({"validation": args.validation, "patience": args.patience} if args.validation else {}),
     }
 
 
-def iteration_event(record: dict[str, Any], peak: float) -> dict[str, Any]:
+def iteration_event(
+    record: dict[str, Any],
+    peak: float,
+    test_accuracy: float | None = None,
+    validation: bool = False,
+) -> dict[str, Any]:
     """The metrics' event of one iteration (``record``: the network's history
-    entry; ``peak``: the largest resident size over the ranks, bytes)."""
-    return {
+    entry; ``peak``: the largest resident size over the ranks, bytes). Without
+    a ``validation`` split the record's ``val_accuracy`` is the test
+    accuracy; with one it is the split's, recorded as ``val_accuracy``
+    beside ``test_accuracy``."""
+    event = {
         "iteration": record["iteration"],
         "time_s": record["time_s"],
         "objective": record["objective"],
         "residual": record["residual"],
-        "test_accuracy": record["val_accuracy"],
+        "test_accuracy": test_accuracy if validation else record["val_accuracy"],
         "peak_rss_mb": peak / MB,
     }
+    if validation:
+        event["val_accuracy"] = record["val_accuracy"]
+    return event
 
 
-def progress_line(record: dict[str, Any]) -> str:
-    """The line of one iteration, under :data:`COLUMNS`."""
-    acc = record["val_accuracy"]
-    return (
+def _accuracy_cell(acc: float | None) -> str:
+    return f"{'-' if acc is None else f'{acc:.4f}':>9}"
+
+
+def progress_line(
+    record: dict[str, Any], test_accuracy: float | None = None, validation: bool = False
+) -> str:
+    """The line of one iteration, under :data:`COLUMNS` (:data:`COLUMNS_VALIDATION`
+    with a ``validation`` split; see :func:`iteration_event`)."""
+    line = (
         f"{record['iteration']:6d} {record['time_s']:9.2f} {record['objective']:14.6e} "
-        f"{record['residual']:12.4e} {'-' if acc is None else f'{acc:.4f}':>9}"
+        f"{record['residual']:12.4e} "
     )
+    if not validation:
+        return line + _accuracy_cell(record["val_accuracy"])
+    return line + _accuracy_cell(test_accuracy) + " " + _accuracy_cell(record["val_accuracy"])
 
 
 def error_event(exc: NumericalError, last_checkpoint: int) -> dict[str, Any]:
@@ -224,6 +252,18 @@ def done_event(
         "rho_last": list(_last_ridge(net)),
         "model": args.save if net.n_iter_ else None,
         "checkpoint": args.checkpoint if net.n_iter_ else None,
+        **(_validation_summary(outcome) if args.validation else {}),
+    }
+
+
+def _validation_summary(outcome: Outcome) -> dict[str, Any]:
+    """The done event's keys of a validation split: its final accuracy (after
+    the refit, if any) and, with ``--patience``, its best evaluation."""
+    patience = outcome.patience
+    return {
+        "final_val_accuracy": outcome.val_accuracy,
+        "best_val_accuracy": patience.best if patience is not None else None,
+        "best_val_iteration": patience.best_iteration if patience is not None else None,
     }
 
 
@@ -258,6 +298,8 @@ def summary_lines(
         + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}")
         + (" (refit weights)" if outcome.refitted else "")
     )
+    if outcome.val_accuracy is not None:
+        lines.append(f"final validation accuracy: {outcome.val_accuracy:.4f}")
     elapsed, done_iters = outcome.elapsed, net.n_iter_ - outcome.start_iter
     per_iter = f" ({elapsed / net.n_iter_:.3f} s per iteration)" if net.n_iter_ else ""
     run_note = f", {done_iters} in this run" if outcome.start_iter else ""

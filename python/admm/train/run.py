@@ -22,6 +22,7 @@ Local: all ranks call them in the same order. The steps of :func:`run`:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -42,13 +43,13 @@ from ..checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ..data import Dataset, load_dataset, locate
+from ..data import Dataset, block_range, load_dataset, locate
 from ..metrics import MetricsWriter, memory_breakdown, peak_rss_bytes
 from ..network import ADMMNetwork, NumericalError
 from . import report
 from .args import network_options, parse_args
 from .report import Memory, Outcome, Report
-from .stop import RelativeChangeRule, Stop, StopSignals
+from .stop import PatienceRule, RelativeChangeRule, Stop, StopSignals
 
 
 def check_output_file(path: str, flag: str) -> str | None:
@@ -109,6 +110,71 @@ def load_data(args: argparse.Namespace, comm: _mpi.Communicator) -> Dataset:
     return dataset
 
 
+@dataclass
+class Validation:
+    """This rank's block of the validation split (``--validation``) and its
+    size over all ranks."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    n: int
+
+
+def split_validation(
+    args: argparse.Namespace, comm: _mpi.Communicator, dataset: Dataset
+) -> tuple[Dataset, Validation | None]:
+    """This rank's training block and validation block after holding out the
+    last ``--validation`` training samples. Collective.
+
+    Of the ``n`` training samples in the data set's order, the first
+    ``n - N`` train and the last ``N`` validate, each dealt over the ranks as
+    :func:`admm.data.block_range` deals a data set (the training part in
+    blocks of ``--block-size`` with ``--deterministic``), so the result does
+    not depend on how the loader had split the samples; the rows move
+    between ranks in one exchange per array. The returned data set is
+    ``dataset`` with its training arrays, ``n_train`` and ``train_range``
+    those of the training part.
+    """
+    n_val = args.validation
+    if n_val == 0:
+        return dataset, None
+    n = dataset.n_train
+    comm.raise_if_any(
+        None
+        if n_val < n
+        else f"--validation {n_val} leaves no training samples (the data set has {n})"
+    )
+    block = args.block_size if args.deterministic else 1
+    held = [block_range(n, r, comm.size, block) for r in range(comm.size)]
+    train = [block_range(n - n_val, r, comm.size, block) for r in range(comm.size)]
+    val = [
+        (n - n_val + a, n - n_val + b)
+        for a, b in (block_range(n_val, r, comm.size) for r in range(comm.size))
+    ]
+
+    def overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
+        return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+    start = held[comm.rank][0]
+
+    def moved(parts: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        send = [overlap(held[comm.rank], part) for part in parts]
+        recv = [overlap(h, parts[comm.rank]) for h in held]
+        first = max(start, parts[0][0]) - start if sum(send) else 0
+        rows = slice(first, first + sum(send))
+        return (
+            comm.exchange_rows(dataset.X_train[rows], send, recv),
+            comm.exchange_rows(dataset.y_train[rows], send, recv),
+        )
+
+    X, y = moved(train)
+    X_val, y_val = moved(val)
+    kept = dataclasses.replace(
+        dataset, X_train=X, y_train=y, n_train=n - n_val, train_range=train[comm.rank]
+    )
+    return kept, Validation(X_val, y_val, n_val)
+
+
 def build_network(args: argparse.Namespace, comm: _mpi.Communicator) -> ADMMNetwork:
     """The network the flags describe (a bad option fails on every rank). Collective."""
     return comm.agreed(lambda: ADMMNetwork(args.layers, **network_options(args)))
@@ -121,7 +187,8 @@ class Data:
     ``y`` are the training targets the loss makes of ``labels``
     (:meth:`admm.losses.Loss.encode_labels`: the labels themselves for the
     hinge loss, their one-hot rows for least squares); ``X_test`` and
-    ``y_test`` are None without a test set.
+    ``y_test`` are None without a test set; ``validation`` is None without
+    ``--validation``.
     """
 
     dataset: Dataset
@@ -130,9 +197,12 @@ class Data:
     y: np.ndarray
     X_test: np.ndarray | None
     y_test: np.ndarray | None
+    validation: Validation | None = None
 
     @classmethod
-    def of(cls, args: argparse.Namespace, dataset: Dataset) -> Data:
+    def of(
+        cls, args: argparse.Namespace, dataset: Dataset, validation: Validation | None = None
+    ) -> Data:
         """The samples of ``dataset`` for the loss of ``args``. Local."""
         X, labels = dataset.X_train, dataset.y_train
         loss = losses.get(args.loss)
@@ -145,6 +215,7 @@ class Data:
             y,
             dataset.X_test if has_test else None,
             dataset.y_test if has_test else None,
+            validation,
         )
 
     @property
@@ -243,6 +314,7 @@ class Training:
         self.signals = signals
         self.config, self.rank_info = config, rank_info
         self.rule = RelativeChangeRule(args.tol, args.warmup) if args.tol is not None else None
+        self.patience = PatienceRule(args.patience) if args.patience is not None else None
         self.stop = Stop()
         self.last_checkpoint = -1
         self.last_accuracy: float | None = None
@@ -262,18 +334,33 @@ class Training:
         it = record["iteration"]
         stop = self.rule is not None and self.rule(network.history)
         self.stop.by_tol = stop
+        evaluated = record["val_accuracy"] is not None
+        # With a validation split, fit evaluates it; the test set is scored here.
+        validated = self.data.validation is not None
+        test = self.test_accuracy() if validated and evaluated else None
+        if (
+            self.patience is not None
+            and evaluated
+            and self.patience.update(it, record["val_accuracy"])
+            and not stop
+        ):
+            self.stop.by_patience = self.patience
+            stop = True
         if signum and not stop:
             self.stop.signum = int(signum)
             stop = True
         if args.checkpoint is not None and it % args.checkpoint_every == 0:
             self.checkpoint()
-        self.out.event(report.iteration_event(record, peak))
-        if record["val_accuracy"] is not None or (
-            self.data.X_test is None and (it % args.eval_every == 0 or it == args.iterations)
+        self.out.event(report.iteration_event(record, peak, test, validated))
+        if evaluated or (
+            self.data.X_test is None
+            and not validated
+            and (it % args.eval_every == 0 or it == args.iterations)
         ):
-            self.out.say(report.progress_line(record), flush=True)
-        if record["val_accuracy"] is not None:
-            self.last_accuracy = record["val_accuracy"]
+            self.out.say(report.progress_line(record, test, validated), flush=True)
+        shown = test if validated else record["val_accuracy"]  # the test accuracy, if scored
+        if shown is not None:
+            self.last_accuracy = shown
         self.out.progress(report.live_line(record, args.iterations, self.last_accuracy))
         return stop
 
@@ -294,27 +381,39 @@ class Training:
         self.out.event(report.error_event(exc, self.last_checkpoint), last=True)
         return NumericalError(f"{exc}; {kept}", exc.iteration, exc.layer)
 
+    def _accuracy(self, X: np.ndarray, labels: np.ndarray) -> float:
+        correct = float(np.sum(self.net.predict(X) == labels))
+        total = self.comm.sum_values([correct, float(X.shape[0])])
+        return float(total[0] / total[1])
+
     def test_accuracy(self) -> float | None:
         """Accuracy of the current weights on all ranks' test blocks. Collective."""
         X_test, y_test = self.data.X_test, self.data.y_test
-        if X_test is None:
+        if X_test is None or y_test is None:
             return None
-        correct = float(np.sum(self.net.predict(X_test) == y_test))
-        total = self.comm.sum_values([correct, float(self.data.n_test_local)])
-        return float(total[0] / total[1])
+        return self._accuracy(X_test, y_test)
+
+    def val_accuracy(self) -> float | None:
+        """Accuracy of the current weights on the validation split (None: no
+        ``--validation``). Collective."""
+        validation = self.data.validation
+        return None if validation is None else self._accuracy(validation.X, validation.labels)
 
     def fit(self) -> None:
         """Train up to ``--iterations`` (none when a resumed checkpoint is there). Collective."""
         args, data = self.args, self.data
         if self.net.n_iter_ >= args.iterations:
             return
+        X_val, y_val = data.X_test, data.y_test
+        if data.validation is not None:
+            X_val, y_val = data.validation.X, data.validation.labels
         try:
             self.net.fit(
                 data.X,
                 data.y,
                 iterations=args.iterations,
-                X_val=data.X_test,
-                y_val=data.y_test,
+                X_val=X_val,
+                y_val=y_val,
                 callback=self.callback,
                 eval_every=args.eval_every,
                 warm_start=args.resume is not None,
@@ -329,9 +428,12 @@ class Training:
         # Stopped by a signal before the first iteration of a new run: no
         # state, so nothing to checkpoint, refit, save or score.
         untrained = net.n_iter_ == 0
-        accuracy = history[-1]["val_accuracy"] if history else None
+        accuracy = None
+        if history and self.data.validation is None:
+            accuracy = history[-1]["val_accuracy"]  # fit's validation is the test set
         if accuracy is None and not untrained:
             accuracy = self.test_accuracy()
+        val_accuracy = None if untrained else self.val_accuracy()
         if args.checkpoint is not None and self.last_checkpoint != net.n_iter_ and not untrained:
             self.checkpoint()
         # After the final checkpoint (the plain ADMM state), before the model.
@@ -346,6 +448,7 @@ class Training:
                 raise self.numerical_failure(exc) from None
             refit_time = comm.max_value(time.perf_counter() - started)
             accuracy_before_refit, accuracy = accuracy, self.test_accuracy()
+            val_accuracy = self.val_accuracy()
         # Agreed, so a full disk on rank 0 ends every rank with one message.
         comm.agreed(
             lambda: (
@@ -364,6 +467,8 @@ class Training:
             refitted=refitted,
             elapsed=history[-1]["time_s"] if history else 0.0,
             peak=comm.max_value(float(peak_rss_bytes())),
+            val_accuracy=val_accuracy,
+            patience=self.patience,
         )
 
 
@@ -384,9 +489,9 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     baseline = peak_rss_bytes()  # interpreter, numpy, MPI: before any data
     out = Report(comm.rank, check_outputs(args, comm))
     args.resume = find_checkpoint(args, comm)
-    dataset = load_data(args, comm)
+    dataset, validation = split_validation(args, comm, load_data(args, comm))
     net = build_network(args, comm)
-    data = Data.of(args, dataset)
+    data = Data.of(args, dataset, validation)
     memory, samples = predict_memory(args, comm, net, data, baseline)
     config = report.run_config(net, dataset)
     rank_info = checkpoint_identity(args, data)
@@ -401,7 +506,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     if args.resume_if_present is not None and args.resume is None:
         out.say(f"  no checkpoint in {args.resume_if_present} yet: starting from scratch")
     out.event(report.start_event(args, config, dataset, samples, data.n_test, memory))
-    out.say(report.COLUMNS)
+    out.say(report.COLUMNS_VALIDATION if validation is not None else report.COLUMNS)
     start_iter = net.n_iter_
     # A signal while the data were read stops the job now, not after an iteration.
     training.stop.signum = pending_signal(comm, signals)

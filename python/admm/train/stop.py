@@ -8,7 +8,9 @@ consecutive iterations ``i - 1`` and ``i`` has stayed below ``T`` for
 that both update the multiplier count (iteration numbers, counted from 1,
 greater than ``--warmup``): the warm-up's objective is not yet the
 Lagrangian's, and its jump at the first multiplier update is no sign of
-convergence. A signal stops it at the end of the current iteration.
+convergence. With ``--patience P`` (and a ``--validation`` split) it ends
+once the validation accuracy has not improved for ``P`` evaluations in a
+row. A signal stops it at the end of the current iteration.
 """
 
 from __future__ import annotations
@@ -52,6 +54,35 @@ class RelativeChangeRule:
         return (
             f"tolerance: relative objective change below {self.tol:g} for "
             f"{self.patience} consecutive iterations after the warm-up"
+        )
+
+
+class PatienceRule:
+    """The ``--patience`` rule (early stopping on the validation split). Local.
+
+    Fed the validation accuracy of every evaluation (:meth:`update`); true
+    once ``patience`` evaluations in a row have not improved on the best
+    one so far (a tie is no improvement).
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best = -float("inf")
+        self.best_iteration = 0
+        self.since_best = 0
+
+    def update(self, iteration: int, accuracy: float) -> bool:
+        """Note the evaluation of ``iteration``; true when training should stop."""
+        if accuracy > self.best:
+            self.best, self.best_iteration, self.since_best = accuracy, iteration, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+    def describe(self) -> str:
+        return (
+            f"patience: no better validation accuracy for {self.patience} evaluations "
+            f"(best {self.best:.4f} at iteration {self.best_iteration})"
         )
 
 
@@ -107,21 +138,29 @@ class Stop:
     """Why training stopped, as the iteration callback saw it. Local.
 
     ``signum`` is the signal that stopped the run (0: none); ``by_tol`` is
-    true when the ``--tol`` rule held at the last iteration.
+    true when the ``--tol`` rule held at the last iteration, ``by_patience``
+    the ``--patience`` rule (then the rule itself).
     """
 
     by_tol: bool = False
     signum: int = 0
+    by_patience: PatienceRule | None = None
 
     @property
     def key(self) -> str:
         """The done event's ``stop_reason``."""
-        return "signal" if self.signum else "tolerance" if self.by_tol else "iterations"
+        if self.signum:
+            return "signal"
+        if self.by_patience is not None:
+            return "patience"
+        return "tolerance" if self.by_tol else "iterations"
 
     def reason(self, rule: RelativeChangeRule | None, start_iter: int, iterations: int) -> str:
         """The sentence after "stopped by" (and the done event's ``stop_rule``)."""
         if self.signum:
             return signal_name(self.signum)
+        if self.by_patience is not None:
+            return self.by_patience.describe()
         if self.by_tol and rule is not None:
             return rule.describe()
         if start_iter >= iterations:
@@ -132,4 +171,6 @@ class Stop:
         """What the run's time was the time to (in "time to ...")."""
         if self.signum:
             return signal_name(self.signum)
+        if self.by_patience is not None:
+            return "the early stop"
         return "convergence" if self.by_tol else "the iteration limit"

@@ -1,0 +1,113 @@
+"""Time to validation accuracy of one configuration, under mpiexec (issue 16).
+
+Trains ``admm.ADMMNetwork`` with ``--preset``'s arguments plus ``--set``
+overrides on the first ``--train`` images of the seed-0 permutation of
+MNIST's 60,000 training images (the split of ``bench/studies/accuracy``;
+the test set is not read), steps one iteration at a time, and after every
+iteration records the training seconds so far (the slowest rank's, the
+iterations' and refits' only) and the accuracy on the next ``--val``
+images. ``--refit-at K,K,...`` applies ``refit()`` after those iterations
+(counted in the training seconds), ``--refit-end`` after the last. Prints
+one JSON line on rank 0 (and appends it to ``--out``). From the
+repository root:
+
+    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python -m bench.studies.speed.screen \\
+        --preset best --set dtype='"float32"' --iterations 12 --out bench/studies/speed/screen.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import admm
+import numpy as np
+from admm.data import block_range, load_dataset
+from mpi4py import MPI
+
+from bench.common import MNIST_LAYERS, SHARED_MNIST
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=SHARED_MNIST, help="the MNIST IDX files")
+    p.add_argument("--preset", default="best", choices=sorted(admm.PRESETS))
+    p.add_argument("--name", default=None, help="a label for the record")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="override one ADMMNetwork argument, e.g. rho_relative=0.003 (repeatable)",
+    )
+    p.add_argument("--train", type=int, default=50000)
+    p.add_argument("--val", type=int, default=10000)
+    p.add_argument("--iterations", type=int, default=12)
+    p.add_argument("--refit-at", default="", help="iterations after which refit() runs")
+    p.add_argument("--refit-end", action="store_true", help="refit() after the last iteration")
+    p.add_argument("--out", type=Path, default=None, help="append the JSON line here too")
+    args = p.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
+    refit_at = {int(v) for v in args.refit_at.split(",") if v}
+
+    comm = MPI.COMM_WORLD
+    options = {**admm.PRESETS[args.preset], **overrides}
+    dtype = options.get("dtype", "float64")
+    ds = load_dataset("mnist", args.data_dir, download=False, dtype=dtype)
+    perm = np.random.default_rng(0).permutation(ds.X_train.shape[0])
+    train, val = perm[: args.train], perm[args.train : args.train + args.val]
+    lo, hi = block_range(train.size, comm.rank, comm.size)
+    vlo, vhi = block_range(val.size, comm.rank, comm.size)
+    X, y = ds.X_train[train[lo:hi]], ds.y_train[train[lo:hi]]
+    X_val, y_val = ds.X_train[val[vlo:vhi]], ds.y_train[val[vlo:vhi]]
+    del ds
+
+    net = admm.ADMMNetwork(MNIST_LAYERS, **options, comm=comm)
+
+    def accuracy() -> float:
+        correct, total = comm.allreduce(
+            np.array([np.sum(net.predict(X_val) == y_val), y_val.size], dtype=np.float64)
+        )
+        return float(correct / total)
+
+    comm.Barrier()
+    started = time.perf_counter()
+    net.fit(X, y, iterations=0)
+    seconds = comm.allreduce(time.perf_counter() - started, op=MPI.MAX)
+    curve = []
+    for it in range(1, args.iterations + 1):
+        comm.Barrier()
+        started = time.perf_counter()
+        net.step()
+        refit = it in refit_at or (args.refit_end and it == args.iterations)
+        if refit:
+            net.refit()
+        seconds += comm.allreduce(time.perf_counter() - started, op=MPI.MAX)
+        curve.append([it, round(seconds, 3), accuracy(), refit])
+    if comm.rank == 0:
+        line = json.dumps(
+            {
+                "name": args.name,
+                "preset": args.preset,
+                "overrides": overrides,
+                "refit_at": sorted(refit_at),
+                "refit_end": args.refit_end,
+                "train": args.train,
+                "val": args.val,
+                "ranks": comm.size,
+                "curve": curve,
+            }
+        )
+        print(line, flush=True)
+        if args.out is not None:
+            with args.out.open("a") as f:
+                f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
