@@ -213,12 +213,14 @@ def test_import_admm_does_not_import_sklearn():
 def test_fit_is_collective_over_a_communicator(tmp_path):
     """2 ranks, each its own block: classes_ is the union of the ranks'
     labels, every rank holds the same weights, and with deterministic sums
-    they are those of one process on all the data, bit for bit."""
+    they are those of one process on all the data, bit for bit. A bad block
+    on one rank raises on both."""
     run_mpi(2, [str(PROGRAMS / "sklearn_fit.py"), str(tmp_path)], timeout=120)
     with np.load(tmp_path / "result.npz") as f:
         r = {k: f[k] for k in f.files}
     assert set(r["y"][:64]) == {"a", "b"} and "c" in set(r["y"][64:])
     for rank in (0, 1):
+        assert str(r[f"error_{rank}"]).startswith("rank 1: Input X contains NaN")
         np.testing.assert_array_equal(r[f"classes_{rank}"], ["a", "b", "c"])
         assert r[f"n_features_{rank}"] == 5
     alone = ADMMClassifier(

@@ -8,8 +8,9 @@ labels) and fits on its own block of 64 samples: rank 0 holds the classes
 the union. The classifier runs with ``deterministic=True`` and blocks of 32
 samples (whole blocks on every rank), so its weights are those of one process
 on all the data, bit for bit. Rank 0 writes ``OUTDIR/result.npz``: the data,
-every rank's ``classes_`` and weights of both estimators, and the
-regressor's predictions on every rank.
+every rank's ``classes_`` and weights of both estimators, the
+regressor's predictions on every rank, and the error every rank raised when
+only the last rank's block held a NaN (none may hang in a collective).
 """
 
 from __future__ import annotations
@@ -43,13 +44,22 @@ def main() -> None:
     reg = ADMMRegressor(hidden_layer_sizes=(8,), max_iter=10, comm=world).fit(
         X[rows], target[rows]
     )
+    bad = X[rows].copy()
+    if rank == size - 1:
+        bad[0, 0] = np.nan
+    try:
+        ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, comm=world).fit(bad, y[rows])
+        error = "no error"
+    except ValueError as exc:
+        error = str(exc)
     gathered = world.gather(
-        (list(clf.classes_), clf.coefs_, reg.coefs_, reg.predict(X), clf.n_features_in_)
+        (list(clf.classes_), clf.coefs_, reg.coefs_, reg.predict(X), clf.n_features_in_, error)
     )
     if rank == 0:
         result = {"X": X, "y": y, "target": target, "size": size}
-        for r, (classes, clf_w, reg_w, pred, n_features) in enumerate(gathered):
+        for r, (classes, clf_w, reg_w, pred, n_features, error) in enumerate(gathered):
             result[f"classes_{r}"] = np.array(classes)
+            result[f"error_{r}"] = error
             result[f"n_features_{r}"] = n_features
             result[f"reg_pred_{r}"] = pred
             for i, w in enumerate(clf_w):
