@@ -15,25 +15,71 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The entry-wise hidden activation ``h`` named in ADMM.md."""
-    if name == "hardsigmoid":
-        return lambda x: np.clip(x, 0.0, 1.0)
-    if name == "relu":
-        return lambda x: np.maximum(x, 0.0)
-    raise ValueError(f"unknown activation {name!r}")
+def activation_fn(name: str, negative_slope: float = 0.01) -> Callable[[np.ndarray], np.ndarray]:
+    """The entry-wise hidden activation ``h`` (ADMM.md's two and issue 15's)."""
+    table: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "hardsigmoid": lambda x: np.clip(x, 0.0, 1.0),
+        "relu": lambda x: np.maximum(x, 0.0),
+        "leaky_relu": lambda x: np.where(x > 0, x, negative_slope * x),
+        "step": lambda x: (x > 0).astype(np.float64),
+        "sign": lambda x: np.where(x > 0, 1.0, -1.0),
+        "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+        "tanh": np.tanh,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}")
+    return table[name]
+
+
+#: The smallest positive float64: the value of ``z`` on the open side of a
+#: jump (``z > 0``), the documented choice of the kernels.
+TINY = float(np.finfo(np.float64).tiny)
+
+
+def _smooth_z(a: np.ndarray, m: np.ndarray, gamma: float, beta: float, name: str) -> np.ndarray:
+    """Global minimum of ``gamma (a - h(z))^2 + beta (z - m)^2`` for a smooth ``h``,
+    entry by entry: the best point of a fine grid over the interval that must
+    hold every minimiser, refined by bounded Brent between its neighbours."""
+    from scipy.optimize import minimize_scalar
+
+    h = activation_fn(name)
+    slope = 0.25 if name == "sigmoid" else 1.0  # max of h'
+    out = np.empty_like(m)
+    for i, (ai, mi) in enumerate(zip(a.ravel(), m.ravel(), strict=True)):
+        reach = gamma * (abs(ai) + 1.0) * slope / beta + 1e-12
+
+        def cost(z: float | np.ndarray, ai: float = ai, mi: float = mi) -> float | np.ndarray:
+            return gamma * (ai - h(z)) ** 2 + beta * (z - mi) ** 2
+
+        grid = np.linspace(mi - reach, mi + reach, 4001)
+        k = int(np.argmin(cost(grid)))
+        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+        res = minimize_scalar(cost, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13})
+        out.flat[i] = res.x if cost(res.x) <= cost(grid[k]) else grid[k]
+    return out
 
 
 def hidden_z_closed_form(
-    a: np.ndarray, m: np.ndarray, gamma: float, beta: float, activation: str
+    a: np.ndarray,
+    m: np.ndarray,
+    gamma: float,
+    beta: float,
+    activation: str,
+    negative_slope: float = 0.01,
 ) -> np.ndarray:
-    """``argmin_z gamma (a - h(z))^2 + beta (z - m)^2`` entry-wise (ADMM.md).
+    """``argmin_z gamma (a - h(z))^2 + beta (z - m)^2`` entry-wise.
 
-    The candidates and their costs are those of "Closed forms"; among equal
-    costs the first candidate wins (``argmin`` returns the first minimum).
+    The piecewise activations compare the candidates of ADMM.md's "Closed
+    forms" (and, for leaky ReLU, step and sign, the clamped minimiser of
+    each piece); among equal costs the first candidate wins (``argmin``
+    returns the first minimum). The open side ``z > 0`` of a jump takes
+    :data:`TINY` when the minimum lies at its edge. Sigmoid and tanh: a grid
+    and Brent (:func:`_smooth_z`).
     """
     a = np.asarray(a, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
+    if activation in ("sigmoid", "tanh"):
+        return _smooth_z(a, m, gamma, beta, activation)
     mid = (gamma * a + beta * m) / (gamma + beta)
     z1 = np.minimum(m, 0.0)
     c1 = gamma * a**2 + beta * (z1 - m) ** 2
@@ -47,10 +93,64 @@ def hidden_z_closed_form(
         z2 = np.maximum(mid, 0.0)
         c2 = gamma * (a - z2) ** 2 + beta * (z2 - m) ** 2
         candidates, costs = np.stack([z1, z2]), np.stack([c1, c2])
+    elif activation == "leaky_relu":
+        s = negative_slope
+        z1 = np.minimum((gamma * s * a + beta * m) / (gamma * s * s + beta), 0.0)
+        c1 = gamma * (a - s * z1) ** 2 + beta * (z1 - m) ** 2
+        z2 = np.maximum(mid, 0.0)
+        c2 = gamma * (a - z2) ** 2 + beta * (z2 - m) ** 2
+        candidates, costs = np.stack([z1, z2]), np.stack([c1, c2])
+    elif activation in ("step", "sign"):
+        low = 0.0 if activation == "step" else -1.0
+        c1 = gamma * (a - low) ** 2 + beta * (z1 - m) ** 2
+        z2 = np.where(m > 0, m, TINY)
+        c2 = gamma * (a - 1.0) ** 2 + beta * (z2 - m) ** 2
+        candidates, costs = np.stack([z1, z2]), np.stack([c1, c2])
     else:
         raise ValueError(f"unknown activation {activation!r}")
     best = np.argmin(costs, axis=0)
     return np.take_along_axis(candidates, best[None], axis=0)[0]
+
+
+def logistic_prox(m: np.ndarray, lam: np.ndarray, y: np.ndarray, beta: float) -> np.ndarray:
+    """``argmin_z log(1 + exp(-(2y - 1) z)) + z lam + beta (z - m)^2`` entry-wise
+    (convex: bounded Brent on an interval that must hold the minimiser)."""
+    from scipy.optimize import minimize_scalar
+
+    out = np.empty_like(m)
+    for i, (mi, li, yi) in enumerate(zip(m.ravel(), lam.ravel(), y.ravel(), strict=True)):
+        s = 2.0 * yi - 1.0
+        center = mi - li / (2.0 * beta)
+        reach = 1.0 / (2.0 * beta) + 1e-12  # |dC/dz| <= 1
+
+        def f(z: float, s: float = s, mi: float = mi, li: float = li) -> float:
+            return float(np.logaddexp(0.0, -s * z) + li * z + beta * (z - mi) ** 2)
+
+        res = minimize_scalar(
+            f, bounds=(center - reach, center + reach), method="bounded",
+            options={"xatol": 1e-13},
+        )  # fmt: skip
+        out.flat[i] = res.x
+    return out
+
+
+def cross_entropy_prox(m: np.ndarray, lam: np.ndarray, Y: np.ndarray, beta: float) -> np.ndarray:
+    """Per column (sample): ``argmin_z logsumexp(z) - <z, y> + <z, lam> + beta ||z - m||^2``
+    with ``y`` the column's one-hot target (SciPy's BFGS with the exact gradient)."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp, softmax
+
+    out = np.empty_like(m)
+    for j in range(m.shape[1]):
+        mj, lj, yj = m[:, j], lam[:, j], Y[:, j]
+
+        def f(z: np.ndarray, mj=mj, lj=lj, yj=yj) -> tuple[float, np.ndarray]:
+            value = logsumexp(z) - z @ yj + z @ lj + beta * np.sum((z - mj) ** 2)
+            return float(value), softmax(z) - yj + lj + 2.0 * beta * (z - mj)
+
+        res = minimize(f, mj - lj / (2 * beta), jac=True, method="BFGS", options={"gtol": 1e-13})
+        out[:, j] = res.x
+    return out
 
 
 def hinge_prox(m: np.ndarray, lam: np.ndarray, onehot: np.ndarray, beta: float) -> np.ndarray:
@@ -71,9 +171,11 @@ def hinge_loss(z: np.ndarray, onehot: np.ndarray) -> float:
     return float(np.sum(np.where(onehot == 1, np.maximum(0.0, 1.0 - z), np.maximum(0.0, z))))
 
 
-def forward(weights: Sequence[np.ndarray], X: np.ndarray, activation: str) -> np.ndarray:
+def forward(
+    weights: Sequence[np.ndarray], X: np.ndarray, activation: str, negative_slope: float = 0.01
+) -> np.ndarray:
     """``W_L h(... h(W_1 x))`` for each row of ``X``: an ``(m, n_L)`` array."""
-    h = activation_fn(activation)
+    h = activation_fn(activation, negative_slope)
     out = np.asarray(X, dtype=np.float64).T
     for i, w in enumerate(weights):
         out = w @ out
@@ -128,12 +230,14 @@ class ReferenceADMM:
         rho_decay_iterations: int = 0,
         inertia: float = 0.0,
         backward_sweep: bool = False,
+        negative_slope: float = 0.01,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
         self.L = L
         self.activation = activation
-        self.h = activation_fn(activation)
+        self.h = activation_fn(activation, negative_slope)
+        self.negative_slope = float(negative_slope)
         self.loss = loss
         self.beta0 = [float(b) for b in beta]
         self.gamma0 = [float(g) for g in gamma]
@@ -157,10 +261,13 @@ class ReferenceADMM:
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
         m = self.X.shape[1]
-        if loss == "hinge":
+        if loss in ("hinge", "cross_entropy", "logistic"):
             labels = np.asarray(y).astype(np.int64)
-            self.Y = np.zeros((self.layers[-1], m))
-            self.Y[labels, np.arange(m)] = 1.0
+            if self.layers[-1] == 1:  # one output: its target is the label (0 or 1)
+                self.Y = labels[None, :].astype(np.float64)
+            else:
+                self.Y = np.zeros((self.layers[-1], m))
+                self.Y[labels, np.arange(m)] = 1.0
         elif loss == "squared":
             self.Y = np.asarray(y, dtype=np.float64).T.copy()
         else:
@@ -226,8 +333,9 @@ class ReferenceADMM:
         """(3): the entry-wise closed form with m = W_l a_{l-1}."""
         m = self.weights[l - 1] @ self.a[l - 1]
         self.z[l - 1] = hidden_z_closed_form(
-            self.a[l], m, self.gamma[l - 1], self.beta[l - 1], self.activation
-        )
+            self.a[l], m, self.gamma[l - 1], self.beta[l - 1], self.activation,
+            self.negative_slope,
+        )  # fmt: skip
 
     def _output_update(self) -> None:
         """(5): the exact output prox with m = W_L a_{L-1}."""
@@ -235,6 +343,10 @@ class ReferenceADMM:
         b = self.beta[-1]
         if self.loss == "hinge":
             self.z[-1] = hinge_prox(m, self.lam, self.Y, b)
+        elif self.loss == "logistic":
+            self.z[-1] = logistic_prox(m, self.lam, self.Y, b)
+        elif self.loss == "cross_entropy":
+            self.z[-1] = cross_entropy_prox(m, self.lam, self.Y, b)
         else:
             self.z[-1] = (2.0 * self.Y - self.lam + 2.0 * b * m) / (2.0 + 2.0 * b)
 
@@ -301,6 +413,12 @@ class ReferenceADMM:
         zL = self.z[-1]
         if self.loss == "hinge":
             total += hinge_loss(zL, self.Y)
+        elif self.loss == "logistic":
+            total += float(np.sum(np.logaddexp(0.0, -(2.0 * self.Y - 1.0) * zL)))
+        elif self.loss == "cross_entropy":
+            from scipy.special import logsumexp
+
+            total += float(np.sum(logsumexp(zL, axis=0) - np.sum(zL * self.Y, axis=0)))
         else:
             total += float(np.sum((zL - self.Y) ** 2))
         total += float(np.sum(zL * self.lam))

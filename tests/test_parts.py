@@ -79,19 +79,28 @@ def test_activation_z_update_is_the_global_minimum(rng, name, dtype):
             )
 
 
-def loss_problem(rng, loss, m: int, k: int):
-    """Targets of ``loss`` for ``m`` samples and ``k`` outputs."""
-    labels = rng.integers(0, k, m)
+def loss_problem(rng, loss, m: int, k: int, n_classes: int):
+    """Targets of ``loss`` for ``m`` samples of ``n_classes`` classes and ``k`` outputs."""
+    labels = rng.integers(0, n_classes, m)
     return loss.targets(loss.encode_labels(labels, k, np.dtype(np.float64)), m, k, np.float64)
 
 
-@pytest.mark.parametrize("name", losses.names())
+#: Every loss with every output width it accepts for 2 and for 4 classes.
+LOSS_CASES = [
+    (name, n_classes, k)
+    for name in losses.names()
+    for n_classes in (2, 4)
+    for k in losses.get(name).outputs_for(n_classes)
+]
+
+
+@pytest.mark.parametrize(("name", "n_classes", "k"), LOSS_CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("multiplier", [False, True])
-def test_loss_update_minimises_its_problem(rng, name, dtype, multiplier):
+def test_loss_update_minimises_its_problem(rng, name, n_classes, k, dtype, multiplier):
     loss = losses.get(name, Config(loss=name))
-    m, k, beta = 12, 4, 0.7
-    targets = loss_problem(rng, loss, m, k)
+    m, beta = 12, 0.7
+    targets = loss_problem(rng, loss, m, k, n_classes)
     if np.issubdtype(targets.dtype, np.floating):
         targets = targets.astype(dtype)
     W_a = rng.normal(0, 1.5, (m, k)).astype(dtype)  # W_L a_{L-1}
@@ -125,10 +134,21 @@ def test_loss_update_minimises_its_problem(rng, name, dtype, multiplier):
     np.testing.assert_allclose(res, np.sum((z64 - W_a) ** 2), rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", losses.names())
-def test_loss_predicts_the_labels_it_was_given(rng, name):
+@pytest.mark.parametrize(("name", "n_classes", "k"), LOSS_CASES)
+def test_loss_predicts_the_labels_it_was_trained_towards(rng, name, n_classes, k):
+    """Outputs at the minimiser of the loss alone (no coupling) predict the labels."""
     loss = losses.get(name, Config(loss=name))
-    labels = rng.integers(0, 5, 50)
-    scores = np.eye(5)[labels] + rng.normal(0, 0.1, (50, 5))
-    np.testing.assert_array_equal(loss.predict(scores), labels)
-    np.testing.assert_array_equal(loss.labels(labels, 5), labels)
+    labels = rng.integers(0, n_classes, 50)
+    targets = loss_problem(rng, loss, 50, k, n_classes)
+    targets = loss.targets(loss.encode_labels(labels, k, np.dtype(np.float64)), 50, k, np.float64)
+    z = np.zeros((50, k))
+    lam = np.zeros((50, k))
+    for _ in range(30):  # prox steps with a small coupling walk towards the minimiser
+        loss.update(z, lam, targets, 0.05, False)
+    np.testing.assert_array_equal(loss.predict(z), labels)
+    np.testing.assert_array_equal(loss.labels(labels, k), labels)
+    if hasattr(loss, "proba"):
+        proba = loss.proba(z)
+        assert proba.shape == (50, n_classes)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(np.argmax(proba, axis=1), labels)

@@ -53,8 +53,8 @@ def test_per_layer_values_are_kept():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"activation": "tanh"}, "unknown activation 'tanh'"),
-        ({"loss": "logistic"}, "unknown loss 'logistic'"),
+        ({"activation": "swish"}, "unknown activation 'swish'"),
+        ({"loss": "poisson"}, "unknown loss 'poisson'"),
         ({"dtype": "float16"}, "dtype must be one of"),
         ({"dtype": "int64"}, "dtype must be one of"),
         ({"dtype": "no-such-type"}, "dtype must be one of"),

@@ -23,8 +23,11 @@ from admm_core import (
     glorot_uniform,
     gram,
     hidden_z_update,
+    hidden_z_update_smooth,
     matmul,
+    output_cross_entropy_update,
     output_hinge_update,
+    output_logistic_update,
 )
 from bench.common import MNIST_LAYERS
 from tests.reference_admm import hidden_z_closed_form, hinge_prox
@@ -139,6 +142,123 @@ def test_hidden_z_update(benchmark, size, z_problem, act, impl):
     assert np.all(got <= best + tol * (1.0 + best))
     # Not only optimal in cost: the same z nearly everywhere.
     assert np.mean(np.abs(result - expected) > 1e-3) < 1e-3
+
+
+#: The activations of issue 15 with the parameter they are timed with.
+MODEL_ACTS = {"leaky_relu": 0.01, "step": 0.0, "sign": 0.0}
+
+
+def model_h(z, act: str) -> np.ndarray:
+    """The activations of issue 15 in float64, from their definitions."""
+    z = np.asarray(z, dtype=np.float64)
+    if act == "leaky_relu":
+        return np.where(z > 0, z, MODEL_ACTS[act] * z)
+    return np.where(z > 0, 1.0, 0.0 if act == "step" else -1.0)
+
+
+@pytest.mark.parametrize("act", sorted(MODEL_ACTS))
+def test_hidden_z_update_models(benchmark, size, z_problem, act):
+    m, a = z_problem
+    benchmark.group = f"z-update-{act}"
+
+    def setup():
+        return (m.copy(), a), {}
+
+    def run(z, a):
+        hidden_z_update(z, a, GAMMA, BETA, act, MODEL_ACTS[act])
+        return z
+
+    result = benchmark.pedantic(run, setup=setup, rounds=size.kernel_rounds, warmup_rounds=1)
+    record_rate(benchmark, 3.0 * m.nbytes, "bytes")
+    m64, a64 = m.astype(np.float64), a.astype(np.float64)
+    got = GAMMA * (a64 - model_h(result, act)) ** 2 + BETA * (result - m64) ** 2
+    # No candidate of either side does better (each side's best point:
+    # the clamped quadratic minimiser, or the point of the side nearest m).
+    s = MODEL_ACTS[act]
+    if act == "leaky_relu":
+        sides = [
+            np.minimum((GAMMA * s * a64 + BETA * m64) / (GAMMA * s * s + BETA), 0.0),
+            np.maximum((GAMMA * a64 + BETA * m64) / (GAMMA + BETA), 0.0),
+        ]
+    else:
+        sides = [np.minimum(m64, 0.0), np.maximum(m64, 1e-300)]
+    best = np.minimum.reduce(
+        [GAMMA * (a64 - model_h(zs, act)) ** 2 + BETA * (zs - m64) ** 2 for zs in sides]
+    )
+    tol = 1e-12 if m.dtype == np.float64 else 1e-5
+    assert np.all(got <= best + tol * (1.0 + best))
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_hidden_z_update_smooth(benchmark, size, z_problem, act):
+    m, a = z_problem
+    benchmark.group = f"z-update-{act}"
+
+    def setup():
+        return (m.copy(), a), {}
+
+    def run(z, a):
+        hidden_z_update_smooth(z, a, GAMMA, BETA, act)
+        return z
+
+    result = benchmark.pedantic(run, setup=setup, rounds=size.kernel_rounds, warmup_rounds=1)
+    record_rate(benchmark, 3.0 * m.nbytes, "bytes")
+    # Every z is a local minimum (zero derivative, curvature >= 0) no worse
+    # than z = m; the global claim is tests/test_kernels_models.py's.
+    z64, m64, a64 = result.astype(np.float64), m.astype(np.float64), a.astype(np.float64)
+    if act == "sigmoid":
+        u = 1.0 / (1.0 + np.exp(-z64))
+        hz, dh, d2h = u, u * (1 - u), u * (1 - u) * (1 - 2 * u)
+        hm = 1.0 / (1.0 + np.exp(-m64))
+    else:
+        hz = np.tanh(z64)
+        dh, d2h, hm = 1 - hz**2, -2 * hz * (1 - hz**2), np.tanh(m64)
+    grad = -2 * GAMMA * (a64 - hz) * dh + 2 * BETA * (z64 - m64)
+    curv = 2 * GAMMA * (dh**2 - (a64 - hz) * d2h) + 2 * BETA
+    tol = 1e-9 if m.dtype == np.float64 else 1e-3
+    assert np.max(np.abs(grad)) < tol * (GAMMA + BETA)
+    assert np.min(curv) > -tol * (GAMMA + BETA)
+    cost = GAMMA * (a64 - hz) ** 2 + BETA * (z64 - m64) ** 2
+    assert np.all(cost <= GAMMA * (a64 - hm) ** 2 * (1 + tol) + tol)
+
+
+def output_problem(size, dtype, k: int):
+    """``(m, lam, labels)`` of an output layer with ``k`` columns (k = 1: binary)."""
+    rng = np.random.default_rng(5)
+    m0 = rng.uniform(-3.0, 3.0, (size.m, k)).astype(dtype)
+    lam0 = rng.normal(0.0, 0.5, (size.m, k)).astype(dtype)
+    labels = rng.integers(0, max(k, 2), size.m)
+    return m0, lam0, labels
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["logistic", "cross_entropy"])
+def test_output_smooth_update(benchmark, size, dtype, loss):
+    benchmark.group = f"output_{loss}_update"
+    k = 1 if loss == "logistic" else N_OUT
+    m0, lam0, labels = output_problem(size, dtype, k)
+    kernel = output_logistic_update if loss == "logistic" else output_cross_entropy_update
+
+    def setup():
+        return (m0.copy(), lam0.copy()), {}
+
+    def run(z, lam):
+        kernel(z, lam, labels, BETA, False)
+        return z
+
+    z = benchmark.pedantic(run, setup=setup, rounds=size.kernel_rounds, warmup_rounds=1)
+    record_rate(benchmark, 4.0 * m0.nbytes + labels.nbytes, "bytes")
+    # The gradient of the (strictly convex) objective vanishes at z.
+    z64, m64, lam64 = z.astype(np.float64), m0.astype(np.float64), lam0.astype(np.float64)
+    if loss == "logistic":
+        t = (2.0 * labels - 1.0)[:, None]
+        grad = -t / (1.0 + np.exp(t * z64))
+    else:
+        e = np.exp(z64 - z64.max(axis=1, keepdims=True))
+        grad = e / e.sum(axis=1, keepdims=True)
+        grad[np.arange(size.m), labels] -= 1.0
+    grad += lam64 + 2.0 * BETA * (z64 - m64)
+    assert np.max(np.abs(grad)) < (1e-12 if dtype == "float64" else 1e-5)
 
 
 # ------------------------------------------------------------ other kernels

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from . import losses
 from .preprocessing import image_side
 
 
-def width_mismatch(layers: Sequence[int], n_features: int, n_classes: int) -> str | None:
-    """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes``, or None."""
+def width_mismatch(
+    layers: Sequence[int], n_features: int, n_classes: int, loss: str = "hinge"
+) -> str | None:
+    """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes`` with
+    ``loss`` (whose ``outputs_for`` gives the output widths it accepts), or None."""
     problems = []
     if layers[0] != n_features:
         problems.append(f"{layers[0]} inputs but the data has {n_features} features")
-    if layers[-1] != n_classes:
+    outputs = losses.get(loss).outputs_for(n_classes)
+    if not outputs:
+        return f"the {loss} loss cannot fit {n_classes} classes"
+    if layers[-1] not in outputs:
         problems.append(f"{layers[-1]} outputs but the data has {n_classes} classes")
     if not problems:
         return None
-    suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], n_classes))
+    suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], outputs[0]))
     return (
         f"layers {','.join(map(str, layers))} have {' and '.join(problems)} "
         f"(e.g. --layers {suggestion})"

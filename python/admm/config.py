@@ -293,6 +293,7 @@ def option(
     header: Header | None = None,
     flag: bool = True,
     late_in_checkpoints: bool = False,
+    late_in_models: bool = False,
     trajectory: Callable[[Config], Any] | None = None,
 ) -> Any:
     """A field of the table.
@@ -302,7 +303,9 @@ def option(
     files. ``flag``: a command-line flag ``--name-with-dashes``.
     ``late_in_checkpoints``: added after checkpoints existed, so recorded in a
     checkpoint's configuration only when it differs from ``legacy`` (and
-    compared as ``legacy`` when absent). ``trajectory(config)``: the value
+    compared as ``legacy`` when absent); ``late_in_models`` likewise for model
+    files, so that a model not using the option is the file an older admm
+    wrote and reads. ``trajectory(config)``: the value
     recorded for a checkpoint when only part of it decides the run.
     """
     meta = {
@@ -313,6 +316,7 @@ def option(
         "header": header,
         "flag": flag,
         "late": late_in_checkpoints,
+        "late_in_models": late_in_models,
         "trajectory": trajectory,
     }
     return field(default=default, metadata=meta)
@@ -361,11 +365,26 @@ class Config:
         "hidden activation: " + activations.summary(),
         header=Header(1, 1, lambda c: f"activation {c.activation}"),
     )
+    negative_slope: float = option(
+        0.01,
+        Interval(lambda v: v >= 0, "a non-negative finite number", metavar="S"),
+        "slope of leaky_relu for x <= 0 (PyTorch's name and default)",
+        legacy=0.01,
+        late_in_checkpoints=True,
+        late_in_models=True,
+        header=Header(
+            1,
+            2,
+            lambda c: (
+                f"negative slope {c.negative_slope:g}" if c.activation == "leaky_relu" else None
+            ),
+        ),
+    )
     loss: str = option(
         "hinge",
         Choice(losses.names, "loss"),
         "output loss: " + losses.summary(),
-        header=Header(1, 2, lambda c: f"loss {c.loss}"),
+        header=Header(1, 3, lambda c: f"loss {c.loss}"),
     )
     beta: float | tuple[float, ...] = option(
         0.2,
@@ -494,7 +513,7 @@ class Config:
         "float64",
         DType(),
         "precision of data, activations and weights",
-        header=Header(1, 3, lambda c: f"dtype {c.dtype}"),
+        header=Header(1, 4, lambda c: f"dtype {c.dtype}"),
     )
     seed: int = option(
         0,
@@ -569,6 +588,8 @@ class Config:
             if not f.metadata["model"]:
                 continue
             value = getattr(self, f.name)
+            if f.metadata["late_in_models"] and value == f.metadata["legacy"]:
+                continue
             if isinstance(f.metadata["constraint"], PerLayer):
                 value = self.per_layer(f.name, layers)
                 arrays[f.name] = np.array(() if value is None else value, dtype=np.float64)

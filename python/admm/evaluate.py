@@ -53,7 +53,7 @@ def evaluate(
     dataset = load_dataset(data, data_dir, rank=0, size=1, dtype=net.dtype.name, names=names)
     if dataset.X_test is None or dataset.n_test == 0:
         raise ValueError(f"the data {dataset.name} ({dataset.source}) has no test set")
-    mismatch = width_mismatch(net.layers, dataset.n_features, dataset.n_classes)
+    mismatch = width_mismatch(net.layers, dataset.n_features, dataset.n_classes, net.loss)
     if mismatch:
         raise ValueError(f"model {model} does not fit the data {dataset.name}: {mismatch}")
     n_correct = int((net.predict(dataset.X_test) == dataset.y_test).sum())

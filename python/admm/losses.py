@@ -18,8 +18,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import expit, logsumexp, softmax
 
-from admm_core import output_hinge_update, output_squared_update
+from admm_core import (
+    output_cross_entropy_update,
+    output_hinge_update,
+    output_logistic_update,
+    output_squared_update,
+)
 
 from ._registry import Registry
 
@@ -47,6 +53,10 @@ class Loss:
         """The training targets of ``m`` samples as the update reads them,
         checked (``ValueError`` naming the problem). Local."""
         raise NotImplementedError
+
+    def outputs_for(self, n_classes: int) -> tuple[int, ...]:
+        """The output widths ``n_L`` this loss can fit ``n_classes`` classes with."""
+        return (n_classes,)
 
     def encode_labels(self, labels: np.ndarray, n_out: int, dtype: np.dtype) -> np.ndarray:
         """Training targets from integer class labels ``(m,)`` (the program's data)."""
@@ -98,27 +108,22 @@ class Hinge(Loss):
     description = "one-vs-rest hinge on the labels"
 
     def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape != (m,):
-            raise ValueError(f"y must hold {m} class labels, got shape {y.shape}")
-        if y.size and not np.issubdtype(y.dtype, np.integer):
-            if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
-                raise ValueError("y must hold integer class labels")
-        if y.size and (y.min() < 0 or y.max() >= n_out):
-            raise ValueError(
-                f"y holds labels outside 0..{n_out - 1} "
-                f"(min {y.min()}, max {y.max()}) for {n_out} outputs"
-            )
-        return np.ascontiguousarray(y, dtype=np.int64)
+        # One output: a binary task, labels 0 and 1 (the target of the one unit).
+        return _class_labels(y, m, max(n_out, 2) if n_out == 1 else n_out)
+
+    def outputs_for(self, n_classes: int) -> tuple[int, ...]:
+        return (n_classes, 1) if n_classes == 2 else (n_classes,)
 
     def update(
         self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
     ) -> tuple[float, float, float]:
-        return output_hinge_update(z, lam, targets, beta, multiplier)
+        return output_hinge_update(z, lam, targets, beta, multiplier, binary=z.shape[1] == 1)
 
     def value(self, z: np.ndarray, targets: np.ndarray) -> float:
         z = np.asarray(z, dtype=np.float64)
-        positive = np.arange(z.shape[1])[None, :] == np.asarray(targets)[:, None]
+        labels = np.asarray(targets)[:, None]
+        # One output: the unit's target is the label itself (1 positive, 0 not).
+        positive = labels == 1 if z.shape[1] == 1 else np.arange(z.shape[1])[None, :] == labels
         return float(np.sum(np.where(positive, np.maximum(0.0, 1.0 - z), np.maximum(0.0, z))))
 
 
@@ -150,6 +155,96 @@ class Squared(Loss):
 
     def value(self, z: np.ndarray, targets: np.ndarray) -> float:
         return float(np.sum((np.asarray(z, dtype=np.float64) - targets) ** 2))
+
+
+@register
+class CrossEntropy(Loss):
+    """Softmax cross-entropy on integer labels, ``logsumexp(z) - z_y`` per sample.
+
+    The output update minimises, per sample, a smooth strictly convex function
+    of the ``n_L`` outputs (safeguarded Newton in double precision, the
+    Hessian a diagonal plus a rank-one term, solved by Sherman-Morrison).
+    :meth:`proba` is the softmax of the outputs.
+    """
+
+    name = "cross_entropy"
+    description = "softmax cross-entropy on the labels"
+
+    def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+        return _class_labels(y, m, n_out)
+
+    def update(
+        self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
+    ) -> tuple[float, float, float]:
+        return output_cross_entropy_update(z, lam, targets, beta, multiplier)
+
+    def value(self, z: np.ndarray, targets: np.ndarray) -> float:
+        z = np.asarray(z, dtype=np.float64)
+        picked = z[np.arange(z.shape[0]), np.asarray(targets)]
+        return float(np.sum(logsumexp(z, axis=1) - picked))
+
+    def proba(self, scores: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(m, n_L)``: the softmax of the outputs."""
+        return softmax(np.asarray(scores, dtype=np.float64), axis=1)
+
+
+@register
+class Logistic(Loss):
+    """Binary logistic loss on one output and labels 0, 1: ``log(1 + exp(-(2y - 1) z))``.
+
+    Prediction by sign (``z > 0``: label 1); :meth:`proba` gives
+    ``(1 - sigmoid(z), sigmoid(z))``.
+    """
+
+    name = "logistic"
+    description = "logistic on two classes with one output"
+
+    def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+        if n_out != 1:
+            raise ValueError(f"the logistic loss needs one output, the network has {n_out}")
+        return _class_labels(y, m, 2)
+
+    def outputs_for(self, n_classes: int) -> tuple[int, ...]:
+        return (1,) if n_classes == 2 else ()
+
+    def update(
+        self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
+    ) -> tuple[float, float, float]:
+        return output_logistic_update(z, lam, targets, beta, multiplier)
+
+    def value(self, z: np.ndarray, targets: np.ndarray) -> float:
+        margin = (2.0 * np.asarray(targets, dtype=np.float64) - 1.0) * np.asarray(z)[:, 0]
+        return float(np.sum(np.logaddexp(0.0, -margin)))
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        return (scores[:, 0] > 0).astype(np.int64)
+
+    def labels(self, y: Any, n_out: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            return (y[:, 0] > 0.5).astype(np.int64)
+        return super().labels(y, n_out)
+
+    def proba(self, scores: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(m, 2)``: ``1 - sigmoid(z)`` and ``sigmoid(z)``."""
+        p = expit(np.asarray(scores, dtype=np.float64)[:, 0])
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def _class_labels(y: Any, m: int, n_classes: int) -> np.ndarray:
+    """``m`` integer labels in ``0..n_classes-1`` as int64, checked."""
+    y = np.asarray(y)
+    if y.shape != (m,):
+        raise ValueError(f"y must hold {m} class labels, got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
+            raise ValueError("y must hold integer class labels")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"y holds labels outside 0..{n_classes - 1} "
+            f"(min {y.min()}, max {y.max()}) for {n_classes} classes"
+        )
+    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 def names() -> tuple[str, ...]:

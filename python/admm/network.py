@@ -401,6 +401,22 @@ class ADMMNetwork:
         """Class labels ``(m,)`` from the outputs (see the loss's ``predict``). Local."""
         return self._loss.predict(self.decision_function(X))
 
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(m, n_classes)`` of the loss (the softmax of the
+        outputs for ``cross_entropy``, ``(1 - sigmoid, sigmoid)`` of the one
+        output for ``logistic``). Local.
+
+        Raises ``AttributeError`` for a loss that defines no probabilities
+        (hinge, squared).
+        """
+        proba = getattr(self._loss, "proba", None)
+        if proba is None:
+            raise AttributeError(
+                f"predict_proba needs a loss that defines probabilities (cross_entropy, "
+                f"logistic), not {self.config.loss!r}"
+            )
+        return proba(self.decision_function(X))
+
     def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)``, in [0, 1]. Local.
 

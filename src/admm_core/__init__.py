@@ -6,6 +6,7 @@ They know nothing of MPI; :mod:`admm` drives them. Cython codes can
 
 from ._kernels import (
     apply_activation,
+    apply_activation_smooth,
     cholesky_factor,
     cholesky_inverse,
     cholesky_solve,
@@ -13,13 +14,17 @@ from ._kernels import (
     glorot_uniform,
     gram,
     hidden_z_update,
+    hidden_z_update_smooth,
     matmul,
+    output_cross_entropy_update,
     output_hinge_update,
+    output_logistic_update,
     output_squared_update,
 )
 
 __all__ = [
     "apply_activation",
+    "apply_activation_smooth",
     "cholesky_factor",
     "cholesky_inverse",
     "cholesky_solve",
@@ -27,7 +32,10 @@ __all__ = [
     "glorot_uniform",
     "gram",
     "hidden_z_update",
+    "hidden_z_update_smooth",
     "matmul",
+    "output_cross_entropy_update",
     "output_hinge_update",
+    "output_logistic_update",
     "output_squared_update",
 ]

@@ -33,9 +33,38 @@ cdef void relu_z_update(
     double* sums,
 ) noexcept nogil
 
+# leaky_relu, h(z) = z if z > 0 else negative_slope z (negative_slope finite,
+# >= 0): best of the clamped minimisers on z <= 0 and z >= 0, the first
+# winning a tie.
+cdef void leaky_relu_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double negative_slope, double* sums,
+) noexcept nogil
+# h(z) = 1 if z > 0 else low (step: low = 0, sign: low = -1). Candidates
+# min(m, 0) and (if m > 0) m, the first winning a tie; where the open side
+# z > 0 wins with m <= 0, z is the smallest positive normal (FLT_MIN/DBL_MIN).
+cdef void step_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double low, double* sums,
+) noexcept nogil
+# Any of the above by activation code: 0 hardsigmoid, 1 relu, 2 leaky_relu
+# (with negative_slope), 3 step, 4 sign, 5 sigmoid, 6 tanh (the last two: the
+# global minimum of the smooth non-convex problem, all local minima
+# bracketed, in double); negative_slope is ignored but by 2.
+cdef void hidden_activation_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    int activation, double negative_slope, double* sums,
+) noexcept nogil
+
 # out = scale * h(z), entry-wise (activation 0: clip(., 0, 1), 1: max(., 0)).
 cdef void scaled_activation(
     const floating* z, floating* out, Py_ssize_t n, double scale, int activation,
+) noexcept nogil
+# The same for every activation code above (leaky_relu: (scale slope) z for
+# z <= 0; step and sign: scale times 1, 0 or -1).
+cdef void scaled_activation_slope(
+    const floating* z, floating* out, Py_ssize_t n, double scale, int activation,
+    double negative_slope,
 ) noexcept nogil
 
 # Output z-update (5) fused with the multiplier update (6), in place. The
@@ -46,6 +75,24 @@ cdef void hinge_output_update(
     floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
     Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
     double* sums,
+) noexcept nogil
+# One output column (n_L = 1), labels[j] in {0, 1} is the target y itself
+# (hinge: C(z, 1) = max(0, 1 - z), C(z, 0) = max(0, z); logistic:
+# C(z, y) = log(1 + exp(-(2 y - 1) z)), solved in double by safeguarded Newton).
+cdef void binary_hinge_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t s_sample,
+    double beta, bint update_multiplier, double* sums,
+) noexcept nogil
+cdef void logistic_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t s_sample,
+    double beta, bint update_multiplier, double* sums,
+) noexcept nogil
+# Softmax cross-entropy over k classes, labels in 0..k-1, per sample by Newton
+# in double (Sherman-Morrison solves); work holds 6 k doubles of scratch.
+cdef void cross_entropy_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
+    Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
+    double* work, double* sums,
 ) noexcept nogil
 cdef void squared_output_update(
     floating* z, floating* lam, const floating* targets, Py_ssize_t m, Py_ssize_t k,

@@ -3,17 +3,47 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
+# activation: "hardsigmoid", "relu", "leaky_relu", "step" or "sign" (a str, so
+# that callers holding a validated name need no cast); negative_slope (finite,
+# >= 0) is read by "leaky_relu" only. The *_smooth functions take "sigmoid"
+# or "tanh".
 def hidden_z_update(
     z: FloatArray,
     a: FloatArray,
     gamma: float,
     beta: float,
     activation: str = "hardsigmoid",
+    negative_slope: float = 0.01,
 ) -> tuple[float, float]: ...
 def apply_activation(
-    z: FloatArray, out: FloatArray, scale: float = 1.0, activation: str = "hardsigmoid"
+    z: FloatArray,
+    out: FloatArray,
+    scale: float = 1.0,
+    activation: str = "hardsigmoid",
+    negative_slope: float = 0.01,
+) -> FloatArray: ...
+def hidden_z_update_smooth(
+    z: FloatArray, a: FloatArray, gamma: float, beta: float, activation: str = "sigmoid"
+) -> tuple[float, float]: ...
+def apply_activation_smooth(
+    z: FloatArray, out: FloatArray, scale: float = 1.0, activation: str = "sigmoid"
 ) -> FloatArray: ...
 def output_hinge_update(
+    z: FloatArray,
+    lam: FloatArray,
+    labels: npt.ArrayLike,
+    beta: float,
+    update_multiplier: bool,
+    binary: bool = False,
+) -> tuple[float, float, float]: ...
+def output_logistic_update(
+    z: FloatArray,
+    lam: FloatArray,
+    labels: npt.ArrayLike,
+    beta: float,
+    update_multiplier: bool,
+) -> tuple[float, float, float]: ...
+def output_cross_entropy_update(
     z: FloatArray,
     lam: FloatArray,
     labels: npt.ArrayLike,

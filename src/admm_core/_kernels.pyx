@@ -14,7 +14,7 @@ by copying.
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport sqrt
+from libc.math cimport exp, fabs, isfinite, log, log1p, sqrt, tanh
 from libc.stdint cimport int64_t
 
 from scipy.linalg.cython_blas cimport dgemm, dsyrk, dtrsm, sgemm, ssyrk, strsm
@@ -36,20 +36,56 @@ cdef extern from *:
     float admm_clip01f(float v) noexcept nogil
 
 cdef extern from "_entrywise.h":
-    # Hidden z-updates, one per storage type (see the header for why C).
+    # Hidden z-updates, one per storage type (see the header for why C); p is
+    # the activation's parameter (leaky_relu: the slope, step: the level of
+    # z <= 0), ignored by hardsigmoid and relu.
     void admm_hardsigmoid_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
-                              double beta, double* sums) noexcept nogil
+                              double beta, double p, double* sums) noexcept nogil
     void admm_hardsigmoid_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
-                              double beta, double* sums) noexcept nogil
+                              double beta, double p, double* sums) noexcept nogil
     void admm_relu_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
-                       double beta, double* sums) noexcept nogil
+                       double beta, double p, double* sums) noexcept nogil
     void admm_relu_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
-                       double beta, double* sums) noexcept nogil
+                       double beta, double p, double* sums) noexcept nogil
+    void admm_leaky_relu_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                             double beta, double p, double* sums) noexcept nogil
+    void admm_leaky_relu_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                             double beta, double p, double* sums) noexcept nogil
+    void admm_step_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                       double beta, double p, double* sums) noexcept nogil
+    void admm_step_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                       double beta, double p, double* sums) noexcept nogil
+    void admm_sigmoid_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                          double beta, double p, double* sums) noexcept nogil
+    void admm_sigmoid_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                          double beta, double p, double* sums) noexcept nogil
+    void admm_tanh_z_d(double* z, const double* a, Py_ssize_t n, double gamma,
+                       double beta, double p, double* sums) noexcept nogil
+    void admm_tanh_z_f(float* z, const float* a, Py_ssize_t n, double gamma,
+                       double beta, double p, double* sums) noexcept nogil
+    double admm_sigmoid_s(double z) noexcept nogil
 
+# Activation codes of scaled_activation and hidden_activation_z_update (_kernels.pxd).
 cdef int HARDSIGMOID = 0
 cdef int RELU = 1
+cdef int LEAKY_RELU = 2
+cdef int STEP = 3
+cdef int SIGN = 4
+cdef int SIGMOID = 5
+cdef int TANH = 6
 
-_ACTIVATIONS = {"hardsigmoid": HARDSIGMOID, "relu": RELU}
+_ACTIVATIONS = {
+    "hardsigmoid": HARDSIGMOID,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "step": STEP,
+    "sign": SIGN,
+}
+# The smooth activations have their own wrappers for now: the names
+# "sigmoid" and "tanh" are still the examples of unknown names in
+# tests/test_kernels.py. Merging this table into _ACTIVATIONS is all it
+# takes to serve them through hidden_z_update and apply_activation.
+_SMOOTH_ACTIVATIONS = {"sigmoid": SIGMOID, "tanh": TANH}
 
 
 # ---------------------------------------------------------------------------
@@ -123,9 +159,9 @@ cdef void hardsigmoid_z_update(
     # Best of three candidates (ADMM.md, "Closed forms"), first wins ties; the
     # vectorised loops are C, in _entrywise.h.
     if floating is float:
-        admm_hardsigmoid_z_f(z, a, n, gamma, beta, sums)
+        admm_hardsigmoid_z_f(z, a, n, gamma, beta, 0.0, sums)
     else:
-        admm_hardsigmoid_z_d(z, a, n, gamma, beta, sums)
+        admm_hardsigmoid_z_d(z, a, n, gamma, beta, 0.0, sums)
 
 
 cdef void relu_z_update(
@@ -133,27 +169,101 @@ cdef void relu_z_update(
     double* sums,
 ) noexcept nogil:
     if floating is float:
-        admm_relu_z_f(z, a, n, gamma, beta, sums)
+        admm_relu_z_f(z, a, n, gamma, beta, 0.0, sums)
     else:
-        admm_relu_z_d(z, a, n, gamma, beta, sums)
+        admm_relu_z_d(z, a, n, gamma, beta, 0.0, sums)
+
+
+cdef void leaky_relu_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double negative_slope, double* sums,
+) noexcept nogil:
+    # Best of the two clamped piece minimisers, first (z <= 0) wins ties.
+    if floating is float:
+        admm_leaky_relu_z_f(z, a, n, gamma, beta, negative_slope, sums)
+    else:
+        admm_leaky_relu_z_d(z, a, n, gamma, beta, negative_slope, sums)
+
+
+cdef void step_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    double low, double* sums,
+) noexcept nogil:
+    # h(z) = 1 if z > 0 else low: step (low = 0) and sign (low = -1) share the
+    # core. The z > 0 side is open at 0; its infimum is returned as the
+    # smallest positive normal number of the type.
+    if floating is float:
+        admm_step_z_f(z, a, n, gamma, beta, low, sums)
+    else:
+        admm_step_z_d(z, a, n, gamma, beta, low, sums)
+
+
+cdef void hidden_activation_z_update(
+    floating* z, const floating* a, Py_ssize_t n, double gamma, double beta,
+    int activation, double negative_slope, double* sums,
+) noexcept nogil:
+    if activation == HARDSIGMOID:
+        hardsigmoid_z_update(z, a, n, gamma, beta, sums)
+    elif activation == RELU:
+        relu_z_update(z, a, n, gamma, beta, sums)
+    elif activation == LEAKY_RELU:
+        leaky_relu_z_update(z, a, n, gamma, beta, negative_slope, sums)
+    elif activation == STEP:
+        step_z_update(z, a, n, gamma, beta, 0.0, sums)
+    elif activation == SIGN:
+        step_z_update(z, a, n, gamma, beta, -1.0, sums)
+    elif activation == SIGMOID:
+        # Non-convex and smooth: every local minimum bracketed (_entrywise.h).
+        if floating is float:
+            admm_sigmoid_z_f(z, a, n, gamma, beta, 0.0, sums)
+        else:
+            admm_sigmoid_z_d(z, a, n, gamma, beta, 0.0, sums)
+    else:
+        if floating is float:
+            admm_tanh_z_f(z, a, n, gamma, beta, 0.0, sums)
+        else:
+            admm_tanh_z_d(z, a, n, gamma, beta, 0.0, sums)
 
 
 cdef void scaled_activation(
     const floating* z, floating* out, Py_ssize_t n, double scale, int activation,
 ) noexcept nogil:
+    scaled_activation_slope(z, out, n, scale, activation, 0.0)
+
+
+cdef void scaled_activation_slope(
+    const floating* z, floating* out, Py_ssize_t n, double scale, int activation,
+    double negative_slope,
+) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating v
     cdef floating s = <floating>scale
+    cdef floating ps = <floating>(scale * negative_slope)
+    cdef floating low = -s if activation == SIGN else 0
     if activation == HARDSIGMOID:
         for i in range(n):
             if floating is float:
                 out[i] = s * admm_clip01f(z[i])
             else:
                 out[i] = s * admm_clip01(z[i])
-    else:
+    elif activation == RELU:
         for i in range(n):
             v = z[i]
             out[i] = s * (v if v > 0 else 0)
+    elif activation == LEAKY_RELU:
+        # s * (p v) as (s p) * v: one product per entry.
+        for i in range(n):
+            v = z[i]
+            out[i] = s * v if v > 0 else ps * v
+    elif activation == SIGMOID:
+        for i in range(n):
+            out[i] = <floating>(scale * admm_sigmoid_s(z[i]))
+    elif activation == TANH:
+        for i in range(n):
+            out[i] = <floating>(scale * tanh(z[i]))
+    else:
+        for i in range(n):
+            out[i] = s if z[i] > 0 else low
 
 
 cdef inline double _hinge_prox(double v, double half_step, bint positive) noexcept nogil:
@@ -176,6 +286,24 @@ cdef void hinge_output_update(
     Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
     double* sums,
 ) noexcept nogil:
+    _hinge_core(z, lam, labels, m, k, s_sample, s_class, beta, update_multiplier, 0, sums)
+
+
+cdef void binary_hinge_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t s_sample,
+    double beta, bint update_multiplier, double* sums,
+) noexcept nogil:
+    # One column, y = labels[j] in {0, 1}: column 0 is positive where label 1.
+    _hinge_core(z, lam, labels, m, 1, s_sample, 1, beta, update_multiplier, 1, sums)
+
+
+cdef inline void _hinge_core(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
+    Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
+    int64_t positive_offset, double* sums,
+) noexcept nogil:
+    # Entry (j, c) has y = 1 where labels[j] == c + positive_offset: offset 0
+    # is one-vs-rest over k classes, offset 1 with k = 1 the binary hinge.
     cdef Py_ssize_t j, c, idx
     cdef double mv, lv, v, zv, r
     cdef double half_step = 0.5 / beta
@@ -186,7 +314,7 @@ cdef void hinge_output_update(
             idx = j * s_sample + c * s_class
             mv = z[idx]
             lv = lam[idx]
-            positive = labels[j] == c
+            positive = labels[j] == c + positive_offset
             v = mv - lv * half_step
             z[idx] = <floating>_hinge_prox(v, half_step, positive)
             zv = z[idx]
@@ -234,6 +362,209 @@ cdef void squared_output_update(
     sums[2] += s_res
 
 
+cdef inline double _softplus(double x) noexcept nogil:
+    # log(1 + exp(x)) without overflow or cancellation.
+    return (x if x > 0.0 else 0.0) + log1p(exp(-fabs(x)))
+
+
+cdef inline double _logistic_prox(double u, double beta) noexcept nogil:
+    # argmin_w softplus(-w) + beta (w - u)^2. The derivative
+    # g(w) = -1 / (1 + exp(w)) + 2 beta (w - u) increases strictly, is < 0 at
+    # u and > 0 at u + 1 / (2 beta): Newton's steps are kept inside that
+    # shrinking bracket (a step leaving it is replaced by bisection).
+    cdef double lo = u, hi = u + 0.5 / beta
+    cdef double w, wn, q, g
+    cdef int it
+    q = 1.0 / (1.0 + exp(u))
+    w = u + q * (0.5 / beta)  # one fixed-point step from u: inside the bracket
+    for it in range(200):
+        q = 1.0 / (1.0 + exp(w))  # sigma(-w)
+        g = 2.0 * beta * (w - u) - q
+        if g == 0.0:
+            return w
+        if g < 0.0:
+            lo = w
+        else:
+            hi = w
+        wn = w - g / (q * (1.0 - q) + 2.0 * beta)
+        if not (lo < wn < hi):
+            wn = 0.5 * (lo + hi)
+            if wn == lo or wn == hi:  # bracket at adjacent doubles
+                return wn
+        # A step at the rounding level of w, or of the data (u and the
+        # bracket width): near w = 0 a relative test alone would go on
+        # bisecting down to subnormal widths.
+        if fabs(wn - w) <= 2.2e-16 * (fabs(w) + fabs(u) + 0.5 / beta):
+            return wn
+        w = wn
+    return w
+
+
+cdef void logistic_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t s_sample,
+    double beta, bint update_multiplier, double* sums,
+) noexcept nogil:
+    cdef Py_ssize_t j, idx
+    cdef double mv, lv, t, zv, r
+    cdef double s_loss = 0.0, s_dot = 0.0, s_res = 0.0
+    for j in range(m):
+        idx = j * s_sample
+        mv = z[idx]
+        lv = lam[idx]
+        # C(z, y) = softplus(-t z), t = 2 y - 1: in w = t z the problem is
+        # that of y = 1 with u = t (m - lam / (2 beta)).
+        t = 1.0 if labels[j] == 1 else -1.0
+        z[idx] = <floating>(t * _logistic_prox(t * (mv - lv * (0.5 / beta)), beta))
+        zv = z[idx]
+        r = zv - mv
+        if update_multiplier:
+            lam[idx] = <floating>(lv + beta * r)
+            lv = lam[idx]
+        s_loss += _softplus(-t * zv)
+        s_dot += zv * lv
+        s_res += r * r
+    sums[0] += s_loss
+    sums[1] += s_dot
+    sums[2] += s_res
+
+
+cdef inline double _logsumexp(const double* x, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double mx = x[0], acc = 0.0
+    for i in range(1, k):
+        if x[i] > mx:
+            mx = x[i]
+    for i in range(k):
+        acc += exp(x[i] - mx)
+    return mx + log(acc)
+
+
+cdef inline double _ce_objective(const double* x, const double* mv, const double* lv,
+                                 Py_ssize_t y, Py_ssize_t k, double beta) noexcept nogil:
+    # logsumexp(x) - x_y + <x, lam> + beta ||x - m||^2
+    cdef Py_ssize_t i
+    cdef double f = 0.0, d
+    for i in range(k):
+        d = x[i] - mv[i]
+        f += x[i] * lv[i] + beta * d * d
+    return f + (_logsumexp(x, k) - x[y])
+
+
+cdef void _ce_prox(double* x, const double* mv, const double* lv, Py_ssize_t y,
+                   Py_ssize_t k, double beta, double* p, double* d,
+                   double* xt) noexcept nogil:
+    # Newton's method on the strictly convex F(x) = logsumexp(x) - x_y
+    # + <x, lam> + beta ||x - m||^2 from x = m (x holds m on entry). The
+    # Hessian diag(p) - p p^T + 2 beta I = D - p p^T is solved by
+    # Sherman-Morrison in O(k): 1 - p^T D^{-1} p >= 2 beta / (1 + 2 beta) > 0.
+    # Steps are damped by backtracking (Armijo) while the objective can
+    # still tell them apart; once the predicted decrease is at the rounding
+    # level of F, plain Newton steps polish x for as long as they shrink,
+    # and the iteration stops at a step below the rounding level of x.
+    cdef Py_ssize_t i
+    cdef int it
+    cdef double f, ft, lse, mx, acc, gi, di, pa, pb, gd, dn, xn, t
+    cdef double last_dn = 1e308
+    cdef bint polish = False
+    cdef double eps = 2.220446049250313e-16
+    for it in range(200):
+        mx = x[0]
+        for i in range(1, k):
+            if x[i] > mx:
+                mx = x[i]
+        acc = 0.0
+        for i in range(k):
+            p[i] = exp(x[i] - mx)
+            acc += p[i]
+        lse = mx + log(acc)
+        f = lse - x[y]
+        pa = 0.0
+        pb = 0.0
+        xn = 1.0
+        for i in range(k):
+            p[i] /= acc
+            f += x[i] * lv[i] + beta * (x[i] - mv[i]) * (x[i] - mv[i])
+            gi = p[i] - (1.0 if i == y else 0.0) + lv[i] + 2.0 * beta * (x[i] - mv[i])
+            di = p[i] + 2.0 * beta
+            d[i] = gi / di  # D^{-1} g, for now
+            pa += p[i] * d[i]
+            pb += p[i] * p[i] / di
+            if fabs(x[i]) > xn:
+                xn = fabs(x[i])
+        gd = 0.0
+        dn = 0.0
+        for i in range(k):
+            di = p[i] + 2.0 * beta
+            gi = d[i] * di
+            d[i] = -(d[i] + (p[i] / di) * pa / (1.0 - pb))
+            gd += gi * d[i]
+            if fabs(d[i]) > dn:
+                dn = fabs(d[i])
+        if dn <= 2.0 * eps * xn:
+            for i in range(k):
+                x[i] += d[i]
+            return
+        if polish or -gd <= 64.0 * eps * (fabs(f) + 1.0):
+            if polish and dn >= last_dn:
+                return
+            polish = True
+            last_dn = dn
+            for i in range(k):
+                x[i] += d[i]
+            continue
+        t = 1.0
+        while True:
+            for i in range(k):
+                xt[i] = x[i] + t * d[i]
+            ft = _ce_objective(xt, mv, lv, y, k, beta)
+            if ft <= f + 1e-4 * t * gd:
+                break
+            t *= 0.5
+            if t < 1e-12:
+                break
+        if t < 1e-12:
+            # No decrease the objective can see: polish from here.
+            polish = True
+            continue
+        for i in range(k):
+            x[i] = xt[i]
+
+
+cdef void cross_entropy_output_update(
+    floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
+    Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
+    double* work, double* sums,
+) noexcept nogil:
+    cdef Py_ssize_t j, c, idx, y
+    cdef double* x = work
+    cdef double* mv = work + k
+    cdef double* lv = work + 2 * k
+    cdef double zv, r
+    cdef double s_loss = 0.0, s_dot = 0.0, s_res = 0.0
+    for j in range(m):
+        y = <Py_ssize_t>labels[j]
+        for c in range(k):
+            idx = j * s_sample + c * s_class
+            mv[c] = z[idx]
+            lv[c] = lam[idx]
+            x[c] = mv[c]
+        _ce_prox(x, mv, lv, y, k, beta, work + 3 * k, work + 4 * k, work + 5 * k)
+        for c in range(k):
+            idx = j * s_sample + c * s_class
+            z[idx] = <floating>x[c]
+            x[c] = z[idx]  # the loss is that of the stored z
+            r = x[c] - mv[c]
+            if update_multiplier:
+                lam[idx] = <floating>(lv[c] + beta * r)
+            zv = x[c]
+            s_dot += zv * lam[idx]
+            s_res += r * r
+        s_loss += _logsumexp(x, k) - x[y]
+    sums[0] += s_loss
+    sums[1] += s_dot
+    sums[2] += s_res
+
+
 cdef void glorot_uniform_fill(
     floating* out, Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t s_row,
     Py_ssize_t s_col, bitgen_t* rng,
@@ -248,12 +579,12 @@ cdef void glorot_uniform_fill(
 # ---------------------------------------------------------------------------
 # Python wrappers
 
-cdef inline int _activation_code(str activation) except -1:
+cdef inline int _activation_code(str activation, dict table=_ACTIVATIONS) except -1:
     try:
-        return _ACTIVATIONS[activation]
+        return table[activation]
     except KeyError:
         raise ValueError(
-            f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}"
+            f"unknown activation {activation!r}; expected one of {sorted(table)}"
         ) from None
 
 
@@ -283,29 +614,61 @@ def _check_float(x, str name):
 
 
 cdef double[::1] _hidden_z(floating[::1] z, const floating[::1] a, double gamma,
-                           double beta, int act):
+                           double beta, int act, double negative_slope):
     cdef double[::1] sums = np.zeros(2)
     with nogil:
-        if act == HARDSIGMOID:
-            hardsigmoid_z_update(&z[0], &a[0], z.shape[0], gamma, beta, &sums[0])
-        else:
-            relu_z_update(&z[0], &a[0], z.shape[0], gamma, beta, &sums[0])
+        hidden_activation_z_update(&z[0], &a[0], z.shape[0], gamma, beta, act,
+                                   negative_slope, &sums[0])
     return sums
 
 
-def hidden_z_update(z, a, double gamma, double beta, str activation="hardsigmoid"):
+cdef inline int _checked_activation(str activation, double negative_slope) except -1:
+    cdef int act = _activation_code(activation)
+    if act == LEAKY_RELU and not (isfinite(negative_slope) and negative_slope >= 0.0):
+        raise ValueError(f"negative_slope must be finite and >= 0, got {negative_slope}")
+    return act
+
+
+def hidden_z_update(z, a, double gamma, double beta, str activation="hardsigmoid",
+                    double negative_slope=0.01):
     """Hidden-layer z-update (3) in place, entry-wise.
 
     On entry ``z`` holds ``m = W_l a_{l-1}`` (any shape, C- or F-contiguous);
     on exit it holds ``argmin_z gamma (a - h(z))^2 + beta (z - m)^2`` for the
     activation ``h``. ``a`` has the same shape, dtype and memory order.
 
+    Activations (``h(z)``; every one is piecewise, and the minimiser is the
+    best of the minimisers of the pieces, the first listed winning a tie):
+
+    - ``"hardsigmoid"``: ``clip(z, 0, 1)``; ``"relu"``: ``max(z, 0)``
+      (ADMM.md, "Closed forms");
+    - ``"leaky_relu"``: ``z`` if ``z > 0`` else ``negative_slope * z``, for
+      any finite ``negative_slope >= 0`` (``ValueError`` otherwise): best of
+      the minimiser on ``z <= 0`` and that on ``z >= 0``;
+    - ``"step"``: ``1`` if ``z > 0`` else ``0`` (so ``h(0) = 0``);
+    - ``"sign"``: ``1`` if ``z > 0`` else ``-1`` (``2 step - 1``: the same
+      jump at 0, closed on the same side, so ``h(0) = -1``).
+
+    ``sigmoid`` and ``tanh``: :func:`hidden_z_update_smooth`.
+
+    For step and sign the candidates are ``min(m, 0)`` (side ``z <= 0``)
+    and ``m`` if ``m > 0``; where ``m <= 0`` and the open side ``z > 0``
+    wins, its infimum lies at 0 and the result is the smallest positive
+    normal number of the dtype (``numpy.finfo(dtype).tiny``), whose cost
+    exceeds the infimum by less than ``beta tiny^2 + 2 beta |m| tiny``.
+    ``negative_slope`` is ignored by all activations but leaky_relu.
+
     Returns ``(sum (a - h(z))^2, sum (z - m)^2)`` as floats (unweighted).
     The candidates are computed in the arrays' precision, the sums in double
     in a fixed order that depends only on ``z.size`` (entries are added into
     512 partial sums by index, then pairwise).
     """
-    cdef int act = _activation_code(activation)
+    return _hidden_z_call(z, a, gamma, beta, _checked_activation(activation, negative_slope),
+                          negative_slope)
+
+
+def _hidden_z_call(z, a, double gamma, double beta, int act, double negative_slope):
+    """Check the arguments of a hidden z-update and run the kernel ``act``."""
     _check_float(z, "z")
     _check_same_layout(z, a, "z", "a")
     if z.size == 0:
@@ -315,30 +678,67 @@ def hidden_z_update(z, a, double gamma, double beta, str activation="hardsigmoid
     zf = _flat(z, "z")
     af = _flat(a, "a")
     if z.dtype == np.float32:
-        sums = _hidden_z[float](zf, af, gamma, beta, act)
+        sums = _hidden_z[float](zf, af, gamma, beta, act, negative_slope)
     else:
-        sums = _hidden_z[double](zf, af, gamma, beta, act)
+        sums = _hidden_z[double](zf, af, gamma, beta, act, negative_slope)
     return float(sums[0]), float(sums[1])
 
 
 cdef void _scaled_act(const floating[::1] z, floating[::1] out, double scale,
-                      int act) noexcept:
+                      int act, double negative_slope) noexcept:
     with nogil:
-        scaled_activation(&z[0], &out[0], z.shape[0], scale, act)
+        scaled_activation_slope(&z[0], &out[0], z.shape[0], scale, act, negative_slope)
 
 
-def apply_activation(z, out, double scale=1.0, str activation="hardsigmoid"):
-    """Write ``out = scale * h(z)`` entry-wise; ``out`` has ``z``'s layout."""
-    cdef int act = _activation_code(activation)
+def apply_activation(z, out, double scale=1.0, str activation="hardsigmoid",
+                     double negative_slope=0.01):
+    """Write ``out = scale * h(z)`` entry-wise; ``out`` has ``z``'s layout.
+
+    ``activation`` and ``negative_slope`` as in :func:`hidden_z_update`;
+    leaky_relu's negative side is computed as ``(scale * negative_slope) * z``.
+    """
+    return _apply_call(z, out, scale, _checked_activation(activation, negative_slope),
+                       negative_slope)
+
+
+def _apply_call(z, out, double scale, int act, double negative_slope):
     _check_float(z, "z")
     _check_same_layout(z, out, "z", "out")
     if z.size == 0:
         return out
     if z.dtype == np.float32:
-        _scaled_act[float](_flat(z, "z"), _flat(out, "out"), scale, act)
+        _scaled_act[float](_flat(z, "z"), _flat(out, "out"), scale, act, negative_slope)
     else:
-        _scaled_act[double](_flat(z, "z"), _flat(out, "out"), scale, act)
+        _scaled_act[double](_flat(z, "z"), _flat(out, "out"), scale, act, negative_slope)
     return out
+
+
+def hidden_z_update_smooth(z, a, double gamma, double beta, str activation="sigmoid"):
+    """Hidden-layer z-update (3) for a smooth activation, in place, entry-wise.
+
+    As :func:`hidden_z_update` (same arrays, same returned sums in the same
+    order) for ``"sigmoid"``, ``h(z) = 1 / (1 + exp(-z))``, and ``"tanh"``.
+    The problem is smooth but not convex; each entry is solved in double
+    (float32 arrays: with ``gamma``, ``beta`` rounded to float32) for its
+    global minimum by bracketing every local minimum: all stationary points
+    lie within ``m +- gamma (|a| + 1) / (4 beta)`` (sigmoid); the inflection
+    points are the roots in ``(0, 1)`` of a quartic in ``u = sigmoid(z)``,
+    found through the roots of its derivatives (quadratic formula, then
+    safeguarded Newton per monotone piece); on each piece where the
+    derivative increases from <= 0 to >= 0 one safeguarded Newton root is
+    found to the last bit; the least cost wins, the smallest z on a tie.
+    tanh is the sigmoid problem in ``w = 2 z`` (``a' = (a + 1) / 2``,
+    ``m' = 2 m``, ``gamma' = 4 gamma``, ``beta' = beta / 4``). Some 100 to 300
+    times slower per entry than hardsigmoid (see ``docs/performance.md``).
+    """
+    return _hidden_z_call(z, a, gamma, beta,
+                          _activation_code(activation, _SMOOTH_ACTIVATIONS), 0.0)
+
+
+def apply_activation_smooth(z, out, double scale=1.0, str activation="sigmoid"):
+    """Write ``out = scale * h(z)`` for ``"sigmoid"`` or ``"tanh"`` (in double,
+    then rounded); as :func:`apply_activation`."""
+    return _apply_call(z, out, scale, _activation_code(activation, _SMOOTH_ACTIVATIONS), 0.0)
 
 
 def _output_strides(z):
@@ -350,42 +750,114 @@ def _output_strides(z):
     return z.strides[0] // item, z.strides[1] // item
 
 
-cdef double[::1] _hinge(floating[:, :] z, floating[:, :] lam, const int64_t[::1] labels,
-                        Py_ssize_t s0, Py_ssize_t s1, double beta, bint update):
+# Output kernels of the wrappers below, by loss (all share _output_call).
+cdef int HINGE = 0
+cdef int BINARY_HINGE = 1
+cdef int LOGISTIC = 2
+cdef int CROSS_ENTROPY = 3
+
+
+cdef double[::1] _labelled(floating[:, :] z, floating[:, :] lam, const int64_t[::1] labels,
+                           Py_ssize_t s0, Py_ssize_t s1, double beta, bint update,
+                           int loss):
     cdef double[::1] sums = np.zeros(3)
+    cdef double[::1] work
     if z.shape[0] == 0 or z.shape[1] == 0:
         return sums
+    if loss == CROSS_ENTROPY:
+        work = np.empty(6 * z.shape[1])
     with nogil:
-        hinge_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0], z.shape[1],
-                            s0, s1, beta, update, &sums[0])
+        if loss == HINGE:
+            hinge_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0], z.shape[1],
+                                s0, s1, beta, update, &sums[0])
+        elif loss == BINARY_HINGE:
+            binary_hinge_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0], s0,
+                                       beta, update, &sums[0])
+        elif loss == LOGISTIC:
+            logistic_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0], s0,
+                                   beta, update, &sums[0])
+        else:
+            cross_entropy_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0],
+                                        z.shape[1], s0, s1, beta, update, &work[0],
+                                        &sums[0])
     return sums
 
 
-def output_hinge_update(z, lam, labels, double beta, bint update_multiplier):
-    """Output z-update (5) for the one-vs-rest hinge, fused with (6), in place.
-
-    ``z`` and ``lam`` are ``(m, n_L)`` arrays of one dtype and memory order;
-    on entry ``z`` holds ``W_L a_{L-1}``. ``labels`` are ``m`` class indices
-    in ``0 .. n_L-1`` (``y = 1`` for the labelled class, 0 for the others).
-    When ``update_multiplier`` is true ``lam += beta (z - W_L a_{L-1})``.
-
-    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``.
-    """
+def _output_call(z, lam, labels, double beta, bint update_multiplier, int loss):
+    """Check the arguments of a labelled output update and run its kernel."""
     _check_float(z, "z")
     _check_same_layout(z, lam, "z", "lam")
     s0, s1 = _output_strides(z)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
+    binary = loss == BINARY_HINGE or loss == LOGISTIC
+    if binary and z.shape[1] != 1:
+        raise ValueError(f"z must have one output column, got shape {z.shape}")
+    n_labels = 2 if binary else z.shape[1]
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     if labels.shape != (z.shape[0],):
         raise ValueError(f"labels has shape {labels.shape}, expected ({z.shape[0]},)")
-    if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
-        raise ValueError(f"labels must lie in 0..{z.shape[1] - 1}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
+        raise ValueError(f"labels must lie in 0..{n_labels - 1}")
     if z.dtype == np.float32:
-        sums = _hinge[float](z, lam, labels, s0, s1, beta, update_multiplier)
+        sums = _labelled[float](z, lam, labels, s0, s1, beta, update_multiplier, loss)
     else:
-        sums = _hinge[double](z, lam, labels, s0, s1, beta, update_multiplier)
+        sums = _labelled[double](z, lam, labels, s0, s1, beta, update_multiplier, loss)
     return float(sums[0]), float(sums[1]), float(sums[2])
+
+
+def output_hinge_update(z, lam, labels, double beta, bint update_multiplier,
+                        bint binary=False):
+    """Output z-update (5) for the one-vs-rest hinge, fused with (6), in place.
+
+    ``z`` and ``lam`` are ``(m, n_L)`` arrays of one dtype and memory order;
+    on entry ``z`` holds ``W_L a_{L-1}``. ``labels`` are ``m`` class indices
+    in ``0 .. n_L-1`` (``y = 1`` for the labelled class, 0 for the others).
+    With ``binary=True``, ``z`` has one column (``n_L = 1``) and ``labels``
+    are the targets ``y`` in ``{0, 1}`` themselves. When
+    ``update_multiplier`` is true ``lam += beta (z - W_L a_{L-1})``.
+
+    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``.
+    """
+    return _output_call(z, lam, labels, beta, update_multiplier,
+                        BINARY_HINGE if binary else HINGE)
+
+
+def output_logistic_update(z, lam, labels, double beta, bint update_multiplier):
+    """Output z-update (5) for the logistic loss, fused with (6), in place.
+
+    ``z`` and ``lam`` are ``(m, 1)`` arrays of one dtype and memory order (on
+    entry ``z`` holds ``W_L a_{L-1}``), ``labels`` the ``m`` targets ``y`` in
+    ``{0, 1}``, and ``C(z, y) = log(1 + exp(-(2 y - 1) z))``. Each entry is
+    the root of the strictly increasing derivative of the strictly convex
+    objective, found in double by Newton's method safeguarded by bisection
+    in a bracket of width ``1 / (2 beta)``, to the last bit or two of double
+    (then rounded to the dtype). ``update_multiplier`` as in
+    :func:`output_hinge_update`.
+
+    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``.
+    """
+    return _output_call(z, lam, labels, beta, update_multiplier, LOGISTIC)
+
+
+def output_cross_entropy_update(z, lam, labels, double beta, bint update_multiplier):
+    """Output z-update (5) for softmax cross-entropy, fused with (6), in place.
+
+    ``z`` and ``lam`` are ``(m, n_L)`` arrays of one dtype and memory order
+    (on entry ``z`` holds ``W_L a_{L-1}``), ``labels`` ``m`` class indices in
+    ``0 .. n_L-1``, and ``C(z, y) = logsumexp(z) - z_y``. Each sample's
+    ``z`` minimises the strictly convex ``C(z, y) + <z, lam> + beta ||z -
+    m||^2``: Newton's method in double from ``z = m``, the Hessian
+    ``diag(p) - p p^T + 2 beta I`` (``p = softmax(z)``) solved by
+    Sherman-Morrison in ``O(n_L)``, with backtracking while the objective
+    can resolve the decrease, then plain Newton steps until the step is at
+    the rounding level of ``z`` (or stops shrinking). ``update_multiplier``
+    as in :func:`output_hinge_update`.
+
+    Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``;
+    the loss is ``sum_j logsumexp(z_j) - z_{j, y_j}``.
+    """
+    return _output_call(z, lam, labels, beta, update_multiplier, CROSS_ENTROPY)
 
 
 cdef double[::1] _squared(floating[:, :] z, floating[:, :] lam, const floating[:, :] y,

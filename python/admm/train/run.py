@@ -96,7 +96,9 @@ def load_data(args: argparse.Namespace, comm: _mpi.Communicator) -> Dataset:
             names=args.data_names,
         )
     )
-    comm.raise_if_any(width_mismatch(args.layers, dataset.n_features, dataset.n_classes))
+    comm.raise_if_any(
+        width_mismatch(args.layers, dataset.n_features, dataset.n_classes, args.loss)
+    )
     comm.raise_if_any(deskew_mismatch(args.deskew, dataset.n_features))
     return dataset
 

@@ -1,0 +1,167 @@
+"""The activations and losses of issue 15 through whole iterations of the network.
+
+Every part against the plain NumPy implementation of ``tests/reference_admm.py``
+(same initial weights, through and past the warm-up), the objective never
+increasing while each step is an exact block minimisation (the warm-up), and
+model files of every part loading and predicting without MPI.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import admm
+import numpy as np
+import pytest
+from admm import ADMMNetwork
+from reference_admm import ReferenceADMM
+
+#: (activation, loss, layers): every new activation with the hinge, every new
+#: loss with a piecewise activation, binary tasks with one output.
+CASES = [
+    ("leaky_relu", "hinge", (5, 6, 4, 3)),
+    ("step", "hinge", (5, 6, 4, 3)),
+    ("sign", "squared", (5, 4, 6, 3)),
+    ("sigmoid", "hinge", (4, 5, 3)),
+    ("tanh", "squared", (4, 3, 5, 2)),
+    ("relu", "cross_entropy", (5, 6, 4, 3)),
+    ("hardsigmoid", "cross_entropy", (5, 4, 6, 4)),
+    ("relu", "logistic", (5, 6, 1)),
+    ("hardsigmoid", "hinge", (5, 6, 4, 1)),  # binary hinge, one output
+]
+OPTIONS = {"beta": 1.0, "gamma": 2.0, "rho": 0.05, "negative_slope": 0.1}
+
+
+def make_data(rng, layers, loss, m):
+    X = rng.random((m, layers[0]))
+    n_classes = 2 if layers[-1] == 1 else layers[-1]
+    labels = rng.integers(0, n_classes, m)
+    if loss == "squared":
+        return X, np.eye(layers[-1])[labels]
+    return X, labels
+
+
+def make_pair(X, y, layers, activation, loss, warmup, dtype="float64"):
+    net = ADMMNetwork(layers, activation=activation, loss=loss, warmup=warmup, seed=3, dtype=dtype,
+                      **OPTIONS)  # fmt: skip
+    weights = [np.array(w, dtype=np.float64) for w in net.weights]
+    ref = ReferenceADMM(
+        X, y, layers, weights, activation=activation, loss=loss, warmup=warmup,
+        beta=[OPTIONS["beta"]] * (len(layers) - 1), gamma=[OPTIONS["gamma"]] * (len(layers) - 2),
+        rho=[OPTIONS["rho"]] * (len(layers) - 1), negative_slope=OPTIONS["negative_slope"],
+    )  # fmt: skip
+    return net, ref
+
+
+#: Weight agreement with the reference: rounding for the closed forms (1e-9);
+#: the smooth activations' and losses' references are SciPy minimisers
+#: (Brent, BFGS), accurate to about 1e-10 in z; a sign network's W_L amplifies
+#: rounding about 30-fold per iteration here (a nearly singular Gram of +-1
+#: activations), which the ridge of OPTIONS keeps small.
+RTOL = {"sigmoid": 1e-7, "tanh": 1e-7, "cross_entropy": 1e-7, "logistic": 1e-7, "sign": 1e-6}
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
+def test_iterations_match_reference_through_and_past_the_warmup(rng, activation, loss, layers):
+    X, y = make_data(rng, layers, loss, 40)
+    net, ref = make_pair(X, y, layers, activation, loss, warmup=2)
+    net.fit(X, y, iterations=4)
+    for _ in range(4):
+        ref.step()
+    rtol = max(RTOL.get(activation, 1e-9), RTOL.get(loss, 1e-9))
+    for l, (w, r) in enumerate(zip(net.weights, ref.weights, strict=True)):
+        np.testing.assert_allclose(
+            w, r, rtol=rtol, atol=rtol * np.abs(r).max(), err_msg=f"W{l + 1}"
+        )
+    np.testing.assert_allclose(net.history[-1]["objective"], ref.objective(), rtol=1e3 * rtol)
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
+def test_objective_never_increases_during_warmup(rng, activation, loss, layers):
+    X, y = make_data(rng, layers, loss, 50)
+    iterations = 6
+    net = ADMMNetwork(layers, activation=activation, loss=loss, warmup=iterations, seed=1,
+                      **OPTIONS)  # fmt: skip
+    net.fit(X, y, iterations=iterations)
+    values = [h["objective"] for h in net.history]
+    assert all(b <= a * (1 + 1e-10) for a, b in itertools.pairwise(values)), values
+    assert values[-1] < values[0]
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_model_files_of_every_part_load_and_predict(
+    rng, tmp_path, activation, loss, layers, dtype
+):
+    X, y = make_data(rng, layers, loss, 60)
+    net = ADMMNetwork(layers, activation=activation, loss=loss, dtype=dtype, **OPTIONS)
+    net.fit(X, y, iterations=2)
+    net.save(tmp_path / "m.npz")
+    loaded = admm.load(tmp_path / "m.npz")
+    assert (loaded.activation, loaded.loss) == (activation, loss)
+    assert loaded.negative_slope == net.negative_slope
+    np.testing.assert_array_equal(loaded.decision_function(X), net.decision_function(X))
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    if loss in ("cross_entropy", "logistic"):
+        proba = loaded.predict_proba(X)
+        assert proba.shape == (60, max(layers[-1], 2))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(np.argmax(proba, axis=1), net.predict(X))
+    else:
+        with pytest.raises(AttributeError, match="predict_proba needs a loss"):
+            loaded.predict_proba(X)
+
+
+def test_negative_slope_shapes_the_leaky_relu(rng):
+    X, y = make_data(rng, (5, 6, 3), "hinge", 40)
+    a = ADMMNetwork((5, 6, 3), activation="leaky_relu", negative_slope=0.0).fit(X, y, 2)
+    b = ADMMNetwork((5, 6, 3), activation="relu").fit(X, y, 2)
+    # Slope 0 is ReLU: the same minimiser, the z <= 0 piece winning ties in both.
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="negative_slope must be a non-negative finite number"):
+        ADMMNetwork((5, 6, 3), activation="leaky_relu", negative_slope=-0.5)
+
+
+def test_binary_tasks_need_labels_zero_and_one(rng):
+    X = rng.random((20, 5))
+    with pytest.raises(ValueError, match=r"labels outside 0\.\.1"):
+        ADMMNetwork((5, 4, 1), loss="logistic").fit(X, np.full(20, 2), 1)
+    with pytest.raises(ValueError, match="the logistic loss needs one output"):
+        ADMMNetwork((5, 4, 2), loss="logistic").fit(X, np.zeros(20, int), 1)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    ("flags", "classes", "header"),
+    [
+        (["--loss", "logistic", "--layers", "20,16,1"], 2, "loss logistic"),
+        (["--layers", "20,16,1"], 2, "loss hinge"),  # binary hinge
+        (["--loss", "cross_entropy", "--layers", "20,16,3"], 3, "loss cross_entropy"),
+        (
+            ["--activation", "leaky_relu", "--negative-slope", "0.05", "--layers", "20,16,3"],
+            3,
+            "activation leaky_relu, negative slope 0.05",
+        ),
+        (["--activation", "step", "--layers", "20,16,3"], 3, "activation step"),
+    ],
+)
+def test_the_program_trains_and_evaluates_every_part(tmp_path, flags, classes, header):
+    from mpirun import run_mpi
+
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(classes, 20)) * 2
+    y = rng.integers(0, classes, 400)
+    X = centers[y] + rng.normal(size=(400, 20))
+    np.savez(tmp_path / "d.npz", X_train=X[:300], y_train=y[:300], X_test=X[300:], y_test=y[300:])
+    model = tmp_path / "m.npz"
+    proc = run_mpi(
+        2,
+        ["-m", "admm.train", "--data", str(tmp_path / "d.npz"), *flags, "--iterations", "8",
+         "--save", str(model)],
+    )  # fmt: skip
+    assert header in proc.stdout
+    accuracy = float(proc.stdout.split("final test accuracy: ")[1].split()[0])
+    assert accuracy > 0.8, proc.stdout
+    net = admm.load(model)
+    assert net.score(X[300:], y[300:]) == pytest.approx(accuracy)
