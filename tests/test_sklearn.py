@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from admm import losses
 from admm.config import Config
 from admm.sklearn import ADMMClassifier, ADMMRegressor, expected_failed_checks
 from mpirun import run_mpi
@@ -33,6 +32,8 @@ PROGRAMS = Path(__file__).resolve().parent / "mpi_programs"
 # needs the width to reach the R^2 of 0.5 check_regressors_train asks for.
 SMALL = [
     ADMMClassifier(hidden_layer_sizes=(20,), max_iter=20),
+    # predict_proba and its checks
+    ADMMClassifier(hidden_layer_sizes=(20,), max_iter=20, loss="cross_entropy"),
     ADMMRegressor(hidden_layer_sizes=(50,), max_iter=20, refit=True),
 ]
 
@@ -155,23 +156,36 @@ def test_binary_decision_function_agrees_with_predict(loss):
     assert clf.score(X / 16, labels) > 0.95
 
 
-def test_predict_proba_only_where_the_loss_defines_it(monkeypatch):
-    """The hinge and least squares define no probabilities; a loss with a
-    ``proba`` method gives predict_proba, ordered as classes_."""
+@pytest.mark.parametrize("loss", ["cross_entropy", "logistic"])
+def test_predict_proba_where_the_loss_defines_it(loss):
+    """Cross-entropy (k outputs) and logistic (one output for two classes)
+    give probabilities in the order of classes_, their arg-max the
+    prediction; the decision function's sign is the prediction."""
+    X, y = load_digits(n_class=2, return_X_y=True)
+    labels = np.where(y == 1, "one", "zero")
+    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=10, loss=loss).fit(X / 16, labels)
+    assert clf.coefs_[-1].shape[0] == (1 if loss == "logistic" else 2)
+    proba = clf.predict_proba(X / 16)
+    assert proba.shape == (X.shape[0], 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    predicted = clf.predict(X / 16)
+    np.testing.assert_array_equal(clf.classes_[np.argmax(proba, axis=1)], predicted)
+    decision = clf.decision_function(X / 16)
+    assert decision.shape == (X.shape[0],)
+    np.testing.assert_array_equal(clf.classes_[(decision > 0).astype(int)], predicted)
+    assert np.mean(predicted == labels) > 0.95
+
+
+def test_predict_proba_only_where_the_loss_defines_it():
+    assert hasattr(ADMMClassifier(loss="cross_entropy"), "predict_proba")
     assert not hasattr(ADMMClassifier(), "predict_proba")
     assert not hasattr(ADMMClassifier(loss="squared"), "predict_proba")
 
-    def softmax(self, scores):
-        e = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
 
-    monkeypatch.setattr(losses.Hinge, "proba", softmax, raising=False)
+def test_a_loss_that_cannot_fit_the_classes():
     X, y = load_digits(n_class=3, return_X_y=True)
-    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=5).fit(X / 16, y)
-    proba = clf.predict_proba(X / 16)
-    assert proba.shape == (X.shape[0], 3)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    np.testing.assert_array_equal(clf.classes_[np.argmax(proba, axis=1)], clf.predict(X / 16))
+    with pytest.raises(ValueError, match="the logistic loss cannot fit 3 classes"):
+        ADMMClassifier(loss="logistic", max_iter=1).fit(X, y)
 
 
 def test_regressor_fits_a_smooth_function():

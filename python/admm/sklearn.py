@@ -24,12 +24,15 @@ union of all ranks' labels, the number of features must agree, and every
 rank ends with the same network; ``predict`` and the rest are local.
 
 Losses and probabilities: the classifier maps the labels to ``0..k-1``
-(``classes_``) and trains ``k`` outputs on
-``loss.encode_labels(labels, k, dtype)`` (the hinge takes the labels, least
-squares their one-hot rows). ``predict_proba`` exists only when the loss
-defines probabilities: a loss class with a method ``proba(scores)`` that maps
-the outputs ``(m, k)`` to class probabilities ``(m, k)`` (rows summing to 1,
-ordered as ``classes_``). The regressor standardises the targets (the mean
+(``classes_``) and trains ``n`` outputs on
+``loss.encode_labels(labels, n, dtype)`` (the hinge and cross-entropy take the
+labels, least squares their one-hot rows), ``n`` the first width
+``loss.outputs_for(k)`` offers: ``k``, or 1 for ``logistic`` on two classes
+(whose ``predict`` must then give class 1 for a positive output, as the
+decision function's sign). ``predict_proba`` exists only when the loss
+defines probabilities: a loss with a method ``proba(scores)`` that maps the
+outputs to class probabilities ``(m, k)`` (rows summing to 1, ordered as
+``classes_``), as ``cross_entropy`` and ``logistic`` do. The regressor standardises the targets (the mean
 and standard deviation over all ranks' samples) and trains least squares on
 them, so the default penalties suit any scale of the targets.
 
@@ -326,8 +329,14 @@ class ADMMClassifier(ClassifierMixin, _ADMMBase):
             self.classes_ = classes
             labels = np.searchsorted(classes, y)
             loss = losses.get(config.loss, config)
-            targets = loss.encode_labels(labels, len(classes), np.dtype(config.dtype))
-            self._train(comm, config, hidden, X, targets, len(classes))
+            widths = loss.outputs_for(len(classes))
+            if not widths:
+                raise ValueError(
+                    f"the {config.loss} loss cannot fit {len(classes)} classes "
+                    f"({', '.join(map(repr, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
+                )
+            targets = loss.encode_labels(labels, widths[0], np.dtype(config.dtype))
+            self._train(comm, config, hidden, X, targets, widths[0])
         finally:
             comm.free()
         return self
@@ -338,16 +347,20 @@ class ADMMClassifier(ClassifierMixin, _ADMMBase):
         return X, y
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """The outputs ``(m, k)``, one per class of ``classes_``; with two
-        classes ``(m,)``: the second output minus the first (positive: the
-        second class). Local."""
+        """The network's outputs: ``(m, k)``, one per class of ``classes_``;
+        with two classes ``(m,)``, positive for the second class (the second
+        output minus the first, or the one output of a loss that fits two
+        classes with one, such as ``logistic``). Local."""
         scores = self._scores(X)
+        if scores.shape[1] == 1:
+            return scores[:, 0]
         if scores.shape[1] == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
 
     def predict(self, X: Any) -> np.ndarray:
-        """The class of ``classes_`` with the largest output, per sample. Local."""
+        """The class of ``classes_`` the loss predicts from the outputs (the
+        largest output; by its sign for one output), per sample. Local."""
         scores = self._scores(X)
         return self.classes_[self._loss_part().predict(scores)]
 
