@@ -106,8 +106,9 @@ class Communicator:
 
     @property
     def mpi_comm(self) -> Any:
-        """The mpi4py communicator behind it (our duplicate), to hand to code
-        that takes an mpi4py communicator (:class:`admm.ADMMNetwork`)."""
+        """The mpi4py communicator behind it (our duplicate, or the caller's
+        communicator of one process), for code that takes an mpi4py
+        communicator (:class:`admm.ADMMNetwork`)."""
         return self._comm
 
     def free(self) -> None:

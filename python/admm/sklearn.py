@@ -326,7 +326,6 @@ class ADMMClassifier(ClassifierMixin, _ADMMBase):
                     f"{type(self).__name__} needs samples of at least two classes; "
                     f"got {len(classes)} class ({classes[0]!r})"
                 )
-            self.classes_ = classes
             labels = np.searchsorted(classes, y)
             loss = losses.get(config.loss, config)
             widths = loss.outputs_for(len(classes))
@@ -337,6 +336,7 @@ class ADMMClassifier(ClassifierMixin, _ADMMBase):
                 )
             targets = loss.encode_labels(labels, widths[0], np.dtype(config.dtype))
             self._train(comm, config, hidden, X, targets, widths[0])
+            self.classes_ = classes
         finally:
             comm.free()
         return self
