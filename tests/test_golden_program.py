@@ -290,7 +290,7 @@ def flags_record() -> dict:
 
 
 #: Flags added since the record, and flags whose help changed (deliberately).
-ADDED_FLAGS = {"block_size", "data_names", "negative_slope"}  # the table's; HDF5/npz names
+ADDED_FLAGS = {"block_size", "data_names", "negative_slope", "resume_if_present"}
 #: --deterministic names --block-size instead of the default 256; --data names
 #: .h5 files; --data's metavar (below) says PATH instead of PATH.npz;
 #: --activation and --loss list the parts added since (their old choices stay).

@@ -165,3 +165,15 @@ def test_the_program_trains_and_evaluates_every_part(tmp_path, flags, classes, h
     assert accuracy > 0.8, proc.stdout
     net = admm.load(model)
     assert net.score(X[300:], y[300:]) == pytest.approx(accuracy)
+
+
+def test_squared_loss_takes_one_real_target_per_sample(rng):
+    """Regression with one output: targets ``(m,)`` are the column ``(m, 1)``."""
+    X = rng.random((80, 5))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+    a = ADMMNetwork((5, 8, 1), loss="squared", seed=2).fit(X, y, 3)
+    b = ADMMNetwork((5, 8, 1), loss="squared", seed=2).fit(X, y[:, None], 3)
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    with pytest.raises(ValueError, match=r"target array of shape \(80, 2\)"):
+        ADMMNetwork((5, 8, 2), loss="squared").fit(X, y, 1)

@@ -8,8 +8,10 @@ methods act in place on arrays of samples in rows and run row by row, so
 :func:`admm._threads.rowwise` can split them over threads.
 
 To add an activation: write its compiled kernels (``admm_core``), a class
-here registered with :func:`register`, and its tests. The solver, the
-program's ``--activation`` choices and the model files find it by name.
+here registered with :func:`register` with its ONNX form
+(:meth:`Activation.onnx_nodes`), and its tests. The solver, the program's
+``--activation`` choices, the model files and :mod:`admm.export` find it by
+name.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from admm_core import (
     hidden_z_update_smooth,
 )
 
+from ._onnx import constant, elem_type
 from ._registry import Registry
 
 __all__ = ["Activation", "get", "names", "register", "summary"]
@@ -62,6 +65,17 @@ class Activation:
         ``(sum (a - h(z))^2, sum (z - m)^2)``, in an order fixed by the size."""
         return hidden_z_update(z, a, gamma, beta, self.name)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        """The ONNX nodes computing ``y = h(x)`` entry-wise on ``dtype`` tensors
+        (:func:`admm.export.to_onnx`). ``helper`` is the ``onnx.helper`` module
+        (so this module never imports onnx); every other tensor or node the
+        method names starts with ``prefix``. ONNX Runtime must run them in
+        float32 and float64 and give :meth:`forward`'s values within rounding.
+        Raises ``NotImplementedError`` for an activation without an ONNX form."""
+        raise NotImplementedError(
+            f"activation {self.name!r} has no ONNX form: its class needs an onnx_nodes method"
+        )
+
 
 @register
 class HardSigmoid(Activation):
@@ -71,6 +85,21 @@ class HardSigmoid(Activation):
     formula = "clip(x, 0, 1)"
     kinks = (0.0, 1.0)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        if dtype == np.float32:
+            return [
+                helper.make_node(
+                    "HardSigmoid", [x], [y], name=f"{prefix}hardsigmoid", alpha=1.0, beta=0.0
+                )
+            ]
+        # ONNX Runtime has no float64 HardSigmoid kernel: Clip is the same function.
+        low, high = f"{prefix}zero", f"{prefix}one"
+        return [
+            constant(helper, low, 0.0, dtype),
+            constant(helper, high, 1.0, dtype),
+            helper.make_node("Clip", [x, low, high], [y], name=f"{prefix}clip"),
+        ]
+
 
 @register
 class ReLU(Activation):
@@ -79,6 +108,9 @@ class ReLU(Activation):
     name = "relu"
     formula = "max(x, 0)"
     kinks = (0.0,)
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Relu", [x], [y], name=f"{prefix}relu")]
 
 
 @register
@@ -106,6 +138,23 @@ class LeakyReLU(Activation):
     ) -> tuple[float, float]:
         return hidden_z_update(z, a, gamma, beta, self.name, self.negative_slope)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        if dtype == np.float32:
+            return [
+                helper.make_node(
+                    "LeakyRelu", [x], [y], name=f"{prefix}leaky_relu", alpha=self.negative_slope
+                )
+            ]
+        # LeakyRelu's alpha is a float32 attribute: in float64, x > 0 ? x : slope x.
+        zero, slope, above, scaled = (f"{prefix}{n}" for n in ("zero", "slope", "above", "scaled"))
+        return [
+            constant(helper, zero, 0.0, dtype),
+            constant(helper, slope, self.negative_slope, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node("Mul", [x, slope], [scaled], name=f"{prefix}mul"),
+            helper.make_node("Where", [above, x, scaled], [y], name=f"{prefix}where"),
+        ]
+
 
 @register
 class Step(Activation):
@@ -121,6 +170,16 @@ class Step(Activation):
     formula = "1[x > 0]"
     kinks = (0.0,)
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        zero, above = f"{prefix}zero", f"{prefix}above"
+        return [
+            constant(helper, zero, 0.0, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node(
+                "Cast", [above], [y], name=f"{prefix}cast", to=elem_type(helper, dtype)
+            ),
+        ]
+
 
 @register
 class Sign(Activation):
@@ -130,6 +189,18 @@ class Sign(Activation):
     name = "sign"
     formula = "1 if x > 0 else -1"
     kinks = (0.0,)
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        # Not ONNX's Sign, which gives 0 at 0.
+        zero, one, minus = f"{prefix}zero", f"{prefix}one", f"{prefix}minus_one"
+        above = f"{prefix}above"
+        return [
+            constant(helper, zero, 0.0, dtype),
+            constant(helper, one, 1.0, dtype),
+            constant(helper, minus, -1.0, dtype),
+            helper.make_node("Greater", [x, zero], [above], name=f"{prefix}greater"),
+            helper.make_node("Where", [above, one, minus], [y], name=f"{prefix}where"),
+        ]
 
 
 class _Smooth(Activation):
@@ -162,6 +233,9 @@ class Sigmoid(_Smooth):
     name = "sigmoid"
     formula = "1 / (1 + exp(-x))"
 
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Sigmoid", [x], [y], name=f"{prefix}sigmoid")]
+
 
 @register
 class Tanh(_Smooth):
@@ -169,6 +243,9 @@ class Tanh(_Smooth):
 
     name = "tanh"
     formula = "tanh(x)"
+
+    def onnx_nodes(self, helper: Any, x: str, y: str, prefix: str, dtype: np.dtype) -> list[Any]:
+        return [helper.make_node("Tanh", [x], [y], name=f"{prefix}tanh")]
 
 
 def names() -> tuple[str, ...]:

@@ -32,7 +32,7 @@ import argparse
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -662,11 +662,6 @@ def run_config_differences(saved: Mapping[str, Any], current: Mapping[str, Any])
         for k in keys
         if value(saved, k) != value(current, k)
     ]
-
-
-def fields() -> Iterator[dataclasses.Field]:
-    """The table's fields, in order."""
-    return iter(dataclasses.fields(Config))
 
 
 def flag_name(name: str) -> str:

@@ -347,13 +347,24 @@ def _read_known(
 
 
 def _load_idx_folder(
-    name: str, folder: Path, rank: int, size: int, dtype: np.dtype, source: str, block: int = 1
+    name: str,
+    folder: Path,
+    rank: int,
+    size: int,
+    dtype: np.dtype,
+    source: str,
+    block: int = 1,
+    train: bool = True,
 ) -> Dataset:
-    """Read this rank's block of the four IDX files of a known data set in ``folder``."""
-    splits = []
+    """Read this rank's block of the four IDX files of a known data set in ``folder``
+    (without ``train``, not the training images: none of them is needed)."""
+    splits: list = []
     for images_stem, labels_stem in ((IDX_FILES[0], IDX_FILES[1]), (IDX_FILES[2], IDX_FILES[3])):
         # Labels are small: every rank reads them all (n_classes needs them).
         y = _read_known(name, folder, labels_stem, LABELS_MAGIC, 0, None)
+        if not splits and not train:
+            splits.append((None, y.data[:0].astype(np.int64), y, (0, 0)))
+            continue
         start, stop = block_range(y.count, rank, size, block)
         X = _read_known(name, folder, images_stem, IMAGES_MAGIC, start, stop)
         if X.count != y.count:
@@ -370,6 +381,8 @@ def _load_idx_folder(
         np.divide(X.data.reshape(features.shape), dtype.type(255), out=features)
         splits.append((features, y.data[start:stop].astype(np.int64), y, (start, stop)))
     (X_train, y_train, labels_train, train_range), (X_test, y_test, labels_test, _) = splits
+    if X_train is None:
+        X_train = np.empty((0, X_test.shape[1]), dtype=dtype)
     return Dataset(
         name=name,
         source=source,
@@ -631,7 +644,13 @@ def _unreadable(path: Path, what: str, errors: tuple[type[BaseException], ...]) 
 
 
 def _load_npz(
-    path: Path, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
+    path: Path,
+    rank: int,
+    size: int,
+    dtype: np.dtype,
+    block: int,
+    names: dict[str, str],
+    train: bool = True,
 ) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -662,12 +681,18 @@ def _load_npz(
                 return _Stored(shape, stored, rows, max(shape[0], 1) if shape else 1)
 
             source = _UserFile(path, "array", sorted(members), members.__contains__, open_member)
-            dataset = _read_arrays(source, rank, size, dtype, block, names)
+            dataset = _read_arrays(source, rank, size, dtype, block, names, train)
     return dataset
 
 
 def _load_hdf5(
-    path: Path, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
+    path: Path,
+    rank: int,
+    size: int,
+    dtype: np.dtype,
+    block: int,
+    names: dict[str, str],
+    train: bool = True,
 ) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -703,14 +728,21 @@ def _load_hdf5(
                 )
 
             source = _UserFile(path, "dataset", found, f.__contains__, open_dataset)
-            dataset = _read_arrays(source, rank, size, dtype, block, names)
+            dataset = _read_arrays(source, rank, size, dtype, block, names, train)
     return dataset
 
 
 def _read_arrays(
-    source: _UserFile, rank: int, size: int, dtype: np.dtype, block: int, names: dict[str, str]
+    source: _UserFile,
+    rank: int,
+    size: int,
+    dtype: np.dtype,
+    block: int,
+    names: dict[str, str],
+    train: bool = True,
 ) -> Dataset:
-    """This rank's rows of the arrays of a user file, with every check of the data (local)."""
+    """This rank's rows of the arrays of a user file, with every check of the data
+    (local); without ``train``, no row of ``X_train``."""
     path, kind = source.path, source.kind
 
     def label(key: str) -> str:
@@ -758,7 +790,7 @@ def _read_arrays(
             )
         m = X_arr.shape[0]
         y = _check_labels(y_arr.rows(0, m), f"{path}: {label(y_key)}")
-        start, stop = block_range(m, rank, size, block)
+        start, stop = block_range(m, rank, size, block) if train or split == "test" else (0, 0)
         X = _features(X_arr, start, stop, dtype, f"{path}: {label(X_key)}")
         blocks[split] = (X, y[start:stop], y, (start, stop))
     X_train, y_train, labels_train, train_range = blocks["train"]
@@ -802,6 +834,7 @@ def load_dataset(
     download: bool = True,
     block: int = 1,
     names: Mapping[str, str] | None = None,
+    train: bool = True,
 ) -> Dataset:
     """Load this rank's block of a data set (local: no MPI; call it on every rank).
 
@@ -830,8 +863,10 @@ def load_dataset(
     training and of the test set as C-contiguous ``dtype`` (float32 or
     float64) arrays; IDX pixels are scaled to [0, 1]. ``block > 1`` deals out
     whole blocks of ``block`` samples, as ``ADMMNetwork(deterministic=True,
-    block_size=block)`` needs. Raises :class:`DataError` for every problem
-    with the files or the data.
+    block_size=block)`` needs. ``train=False`` reads no training samples
+    (``X_train`` has no rows; the training labels are still read, for the
+    number of classes): what a test evaluation needs. Raises
+    :class:`DataError` for every problem with the files or the data.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
@@ -843,10 +878,12 @@ def load_dataset(
         for folder in search_folders("mnist", data_dir):
             state = _folder_state(folder)
             if state is None:
-                return _load_idx_folder("mnist", folder, rank, size, dtype, str(folder), block)
+                return _load_idx_folder(
+                    "mnist", folder, rank, size, dtype, str(folder), block, train
+                )
             looked.append(str(folder))
         dataset = _load_idx_folder(
-            "mnist-sample", _sample_folder(), rank, size, dtype, "embedded sample", block
+            "mnist-sample", _sample_folder(), rank, size, dtype, "embedded sample", block, train
         )
         dataset.source = (
             f"embedded sample ({SAMPLE_DESCRIPTION}): full MNIST was not found in "
@@ -856,16 +893,23 @@ def load_dataset(
         return dataset
     if data in ("mnist", "fashion-mnist"):
         folder = locate(data, data_dir, download)
-        return _load_idx_folder(data, folder, rank, size, dtype, str(folder), block)
+        return _load_idx_folder(data, folder, rank, size, dtype, str(folder), block, train)
     if data == "mnist-sample":
         folder = _sample_folder()
         return _load_idx_folder(
-            data, folder, rank, size, dtype, f"embedded sample ({SAMPLE_DESCRIPTION})", block
+            data,
+            folder,
+            rank,
+            size,
+            dtype,
+            f"embedded sample ({SAMPLE_DESCRIPTION})",
+            block,
+            train,
         )
     if str(data).endswith(".npz"):
-        return _load_npz(Path(data), rank, size, dtype, block, array_names)
+        return _load_npz(Path(data), rank, size, dtype, block, array_names, train)
     if str(data).endswith((".h5", ".hdf5")):
-        return _load_hdf5(Path(data), rank, size, dtype, block, array_names)
+        return _load_hdf5(Path(data), rank, size, dtype, block, array_names, train)
     raise DataError(
         f"unknown data {data!r}: expected one of {', '.join(BUILTIN)} or a path ending in "
         ".npz, .h5 or .hdf5"

@@ -50,7 +50,10 @@ def evaluate(
     (``DataError``) naming the problem.
     """
     net = load(model)
-    dataset = load_dataset(data, data_dir, rank=0, size=1, dtype=net.dtype.name, names=names)
+    # The test set only: the training images are neither read nor kept.
+    dataset = load_dataset(
+        data, data_dir, rank=0, size=1, dtype=net.dtype.name, names=names, train=False
+    )
     if dataset.X_test is None or dataset.n_test == 0:
         raise ValueError(f"the data {dataset.name} ({dataset.source}) has no test set")
     mismatch = width_mismatch(net.layers, dataset.n_features, dataset.n_classes, net.loss)

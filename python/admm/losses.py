@@ -9,8 +9,10 @@ in place on arrays of samples in rows and runs row by row, so
 :func:`admm._threads.rowwise` can split it over threads.
 
 To add a loss: write its compiled kernel (``admm_core``), a class here
-registered with :func:`register`, and its tests. The solver, the program's
-``--loss`` choices and the model files find it by name.
+registered with :func:`register` (with its own :meth:`Loss.predict`, its
+ONNX form too: :meth:`Loss.onnx_label_nodes`), and its tests. The solver,
+the program's ``--loss`` choices, the model files and :mod:`admm.export`
+find it by name.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from admm_core import (
     output_squared_update,
 )
 
+from ._onnx import label_nodes
 from ._registry import Registry
 
 __all__ = ["Loss", "get", "names", "register", "summary"]
@@ -87,6 +90,22 @@ class Loss:
             return (scores[:, 0] > 0.5).astype(np.int64)
         return np.argmax(scores, axis=1).astype(np.int64)
 
+    def onnx_label_nodes(
+        self, helper: Any, scores: str, label: str, prefix: str, dtype: np.dtype, n_out: int
+    ) -> list[Any]:
+        """The ONNX nodes computing :meth:`predict`: ``label`` ``[N]`` int64 from
+        ``scores`` ``[N, n_out]`` in ``dtype`` (:func:`admm.export.to_onnx`).
+        ``helper`` is the ``onnx.helper`` module; every other tensor or node
+        the method names starts with ``prefix``. A loss with its own
+        :meth:`predict` must give its own form too (``NotImplementedError``
+        otherwise: ``admm._onnx.label_nodes`` builds an arg-max or threshold)."""
+        if type(self).predict is not Loss.predict:
+            raise NotImplementedError(
+                f"loss {self.name!r} predicts its own way and has no ONNX form: "
+                "its class needs an onnx_label_nodes method"
+            )
+        return label_nodes(helper, scores, label, prefix, dtype, n_out, threshold=0.5)
+
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         """The class labels of ``y`` for scoring: labels ``(m,)`` as given, or
         the arg-max (one output: ``> 0.5``) of a target array ``(m, n_out)``."""
@@ -136,11 +155,18 @@ class Squared(Loss):
 
     def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
         y = np.asarray(y)
+        if n_out == 1 and y.shape == (m,):  # one real target per sample (regression)
+            y = y.reshape(m, 1)
         if y.shape != (m, n_out):
             raise ValueError(f"y must be a target array of shape {(m, n_out)}, got {y.shape}")
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or inf")
-        return np.ascontiguousarray(y, dtype=dtype)
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if y.strides != (n_out * y.itemsize, y.itemsize):
+            # A view such as y[:, None] is "contiguous" with a zero stride on
+            # its length-1 axis; the kernels need the outputs' own strides.
+            y = y.copy()
+        return y
 
     def encode_labels(self, labels: np.ndarray, n_out: int, dtype: np.dtype) -> np.ndarray:
         return np.eye(n_out, dtype=dtype)[labels]
@@ -218,6 +244,11 @@ class Logistic(Loss):
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         return (scores[:, 0] > 0).astype(np.int64)
+
+    def onnx_label_nodes(
+        self, helper: Any, scores: str, label: str, prefix: str, dtype: np.dtype, n_out: int
+    ) -> list[Any]:
+        return label_nodes(helper, scores, label, prefix, dtype, 1, threshold=0.0)
 
     def labels(self, y: Any, n_out: int) -> np.ndarray:
         y = np.asarray(y)

@@ -166,6 +166,14 @@ def _add_output_flags(o: argparse._ArgumentGroup) -> None:
         metavar="DIR",
         help="continue from the checkpoint in DIR (same data, network and number of ranks)",
     )
+    o.add_argument(
+        "--resume-if-present",
+        default=None,
+        metavar="DIR",
+        help="continue from the checkpoint in DIR when it holds one (its manifest), else "
+        "start from scratch: one command line for a batch job's first submission and every "
+        "requeue (with --checkpoint DIR, the run keeps checkpointing there)",
+    )
     o.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
 
 
@@ -219,4 +227,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         config.Config(**network_options(args))
     except ValueError as exc:
         parser.error(config.flag_names(str(exc)))
+    if args.resume is not None and args.resume_if_present is not None:
+        parser.error("--resume and --resume-if-present exclude each other: give one")
     return args

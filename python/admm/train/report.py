@@ -11,6 +11,7 @@ each read every option in one place.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,8 +222,8 @@ def done_event(
         "predicted_mb": memory.total_mb,
         "rho": list(net.rho_ or ()),
         "rho_last": list(_last_ridge(net)),
-        "model": args.save,
-        "checkpoint": args.checkpoint,
+        "model": args.save if net.n_iter_ else None,
+        "checkpoint": args.checkpoint if net.n_iter_ else None,
     }
 
 
@@ -272,6 +273,12 @@ def summary_lines(
         f"peak memory per rank: {outcome.peak / MB:.1f} MB (max over ranks; "
         f"predicted {memory.total_mb:.1f} MB)"
     )
+    if net.n_iter_ == 0:  # stopped by a signal while the run started
+        lines.append(
+            f"interrupted by {signal_name(stop.signum)} before the first iteration: nothing "
+            f"was trained or written; exit status {128 + stop.signum}"
+        )
+        return lines
     if args.save is not None:
         lines.append(f"model saved to {args.save}")
     if args.checkpoint is not None:
@@ -289,18 +296,51 @@ def summary_lines(
     return lines
 
 
-class Report:
-    """Prints on rank 0 and writes the metrics (rank 0's ``writer``, or None). Local."""
+def live_line(record: dict[str, Any], total: int, accuracy: float | None) -> str:
+    """The live progress line: iteration i of N, seconds per iteration, time
+    left at that pace, and the last test accuracy."""
+    it = record["iteration"]
+    per = record["time_s"] / it if it else 0.0
+    left = per * max(total - it, 0)
+    text = f"iteration {it} of {total}, {per:.2f} s per iteration, {left:.0f} s left"
+    return text + ("" if accuracy is None else f", test accuracy {accuracy:.4f}")
 
-    def __init__(self, rank: int, writer: MetricsWriter | None) -> None:
+
+class Report:
+    """Prints on rank 0 and writes the metrics (rank 0's ``writer``, or None). Local.
+
+    When rank 0's output is a terminal, a live progress line (:func:`live_line`)
+    is redrawn in place after every iteration, below the permanent lines; when
+    it is redirected to a file, as in a batch job's log, only the permanent
+    lines are written, as always.
+    """
+
+    def __init__(self, rank: int, writer: MetricsWriter | None, stream: Any = None) -> None:
         self.printing = rank == 0
         self.writer = writer
+        self.stream = sys.stdout if stream is None else stream
+        self.live = self.printing and bool(getattr(self.stream, "isatty", lambda: False)())
+        self._live_width = 0  # characters of the live line on screen (0: none)
 
     def say(self, *lines: str, flush: bool = False) -> None:
-        """Print ``lines`` on rank 0."""
+        """Print ``lines`` on rank 0 (above the live line, which is cleared first)."""
         if self.printing:
+            self._clear_live()
             for line in lines:
-                print(line, flush=flush)
+                print(line, file=self.stream, flush=flush)
+
+    def progress(self, text: str) -> None:
+        """Redraw the live progress line on a terminal (nothing otherwise)."""
+        if not self.live:
+            return
+        self.stream.write("\r" + text.ljust(self._live_width))
+        self.stream.flush()
+        self._live_width = len(text)
+
+    def _clear_live(self) -> None:
+        if self._live_width:
+            self.stream.write("\r" + " " * self._live_width + "\r")
+            self._live_width = 0
 
     def event(self, record: dict[str, Any], last: bool = False) -> None:
         """Write ``record`` to the metrics, if any; ``last`` closes the file."""

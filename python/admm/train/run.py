@@ -35,7 +35,13 @@ import numpy as np
 from .. import _mpi, losses
 from .._checks import deskew_mismatch, width_mismatch
 from .._files import unwritable_reason
-from ..checkpoint import array_sha256, check_writable_dir, load_checkpoint, save_checkpoint
+from ..checkpoint import (
+    MANIFEST,
+    array_sha256,
+    check_writable_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ..data import Dataset, load_dataset, locate
 from ..metrics import MetricsWriter, memory_breakdown, peak_rss_bytes
 from ..network import ADMMNetwork, NumericalError
@@ -188,6 +194,20 @@ def checkpoint_identity(args: argparse.Namespace, data: Data) -> dict[str, Any]:
     }
 
 
+def find_checkpoint(args: argparse.Namespace, comm: _mpi.Communicator) -> str | None:
+    """``--resume``'s folder, or ``--resume-if-present``'s when it holds a
+    checkpoint (its manifest; rank 0 looks, every rank follows). Collective."""
+    if args.resume_if_present is None:
+        return args.resume
+    present = os.path.exists(os.path.join(args.resume_if_present, MANIFEST))
+    return args.resume_if_present if comm.agree(present)[0] else None
+
+
+def pending_signal(comm: _mpi.Communicator, signals: StopSignals) -> int:
+    """The signal any rank received so far (0: none), on every rank. Collective."""
+    return int(comm.max_value(float(signals.signum)))
+
+
 def resume(
     args: argparse.Namespace,
     comm: _mpi.Communicator,
@@ -225,6 +245,7 @@ class Training:
         self.rule = RelativeChangeRule(args.tol, args.warmup) if args.tol is not None else None
         self.stop = Stop()
         self.last_checkpoint = -1
+        self.last_accuracy: float | None = None
 
     def checkpoint(self) -> None:
         """Write the state of the last iteration to ``--checkpoint``. Collective."""
@@ -251,6 +272,9 @@ class Training:
             self.data.X_test is None and (it % args.eval_every == 0 or it == args.iterations)
         ):
             self.out.say(report.progress_line(record), flush=True)
+        if record["val_accuracy"] is not None:
+            self.last_accuracy = record["val_accuracy"]
+        self.out.progress(report.live_line(record, args.iterations, self.last_accuracy))
         return stop
 
     def numerical_failure(self, exc: NumericalError) -> NumericalError:
@@ -302,10 +326,13 @@ class Training:
         """The final checkpoint, the refit and the model, after :meth:`fit`. Collective."""
         args, net, comm = self.args, self.net, self.comm
         history = net.history
+        # Stopped by a signal before the first iteration of a new run: no
+        # state, so nothing to checkpoint, refit, save or score.
+        untrained = net.n_iter_ == 0
         accuracy = history[-1]["val_accuracy"] if history else None
-        if accuracy is None:
+        if accuracy is None and not untrained:
             accuracy = self.test_accuracy()
-        if args.checkpoint is not None and self.last_checkpoint != net.n_iter_:
+        if args.checkpoint is not None and self.last_checkpoint != net.n_iter_ and not untrained:
             self.checkpoint()
         # After the final checkpoint (the plain ADMM state), before the model.
         refitted = args.refit and not self.stop.signum
@@ -321,7 +348,11 @@ class Training:
             accuracy_before_refit, accuracy = accuracy, self.test_accuracy()
         # Agreed, so a full disk on rank 0 ends every rank with one message.
         comm.agreed(
-            lambda: net.save(args.save) if comm.rank == 0 and args.save is not None else None
+            lambda: (
+                net.save(args.save)
+                if comm.rank == 0 and args.save is not None and not untrained
+                else None
+            )
         )
         return Outcome(
             stop=self.stop,
@@ -349,8 +380,10 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     from . import BLAS_THREADS_SET
 
     comm = _mpi.Communicator()
+    signals = signals or StopSignals()
     baseline = peak_rss_bytes()  # interpreter, numpy, MPI: before any data
     out = Report(comm.rank, check_outputs(args, comm))
+    args.resume = find_checkpoint(args, comm)
     dataset = load_data(args, comm)
     net = build_network(args, comm)
     data = Data.of(args, dataset)
@@ -359,16 +392,21 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     rank_info = checkpoint_identity(args, data)
     if args.resume is not None:
         resume(args, comm, net, data, config, rank_info)
-    training = Training(args, comm, net, data, out, signals or StopSignals(), config, rank_info)
+    training = Training(args, comm, net, data, out, signals, config, rank_info)
     out.say(
         *report.header_lines(
             args, net, dataset, samples, data.n_test, BLAS_THREADS_SET, training.rule, memory
         )
     )
+    if args.resume_if_present is not None and args.resume is None:
+        out.say(f"  no checkpoint in {args.resume_if_present} yet: starting from scratch")
     out.event(report.start_event(args, config, dataset, samples, data.n_test, memory))
     out.say(report.COLUMNS)
     start_iter = net.n_iter_
-    training.fit()
+    # A signal while the data were read stops the job now, not after an iteration.
+    training.stop.signum = pending_signal(comm, signals)
+    if not training.stop.signum:
+        training.fit()
     outcome = training.finish(start_iter)
     done = report.done_event(args, net, outcome, memory)
     out.event(done, last=True)
