@@ -420,3 +420,20 @@ def test_set_state_rejects_wrong_shapes(rng):
     other = ADMMNetwork(layers)
     with pytest.raises(ValueError, match="a_1 has shape"):
         other.set_state(state, X[:10], y[:10])
+
+
+def test_one_process_networks_do_not_use_up_communicators():
+    """A communicator of one process is used as it is, not duplicated: MPICH
+    has 2048 context ids per process, and a test suite or a grid search
+    trains more networks than that in one process."""
+    from mpi4py import MPI
+
+    X = np.random.default_rng(0).standard_normal((8, 2))
+    y = np.arange(8) % 2
+    for i in range(2100):
+        comm = (None, MPI.COMM_SELF)[i % 2]  # COMM_WORLD of one process, COMM_SELF
+        ADMMNetwork((2, 2), comm=comm).fit(X, y, iterations=1)
+    local = Communicator.local()
+    assert local.size == 1 and local.mpi_comm == MPI.COMM_SELF
+    local.free()  # nothing to release: COMM_SELF stays usable
+    assert MPI.COMM_SELF.Get_size() == 1

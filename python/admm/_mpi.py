@@ -11,7 +11,15 @@ a program's messages) and :func:`abort_on_error`'s ``MPI_Abort``. The last
 two serve the programs (``python -m admm.train``), which own the whole job:
 an error that only some ranks raise must end every process of the job, not
 just a sub-communicator, or ``mpiexec`` would wait for the others forever.
-A library caller that passes ``comm`` never reaches them.
+A library caller that passes ``comm`` never reaches them. ``MPI.COMM_SELF``
+appears in :meth:`Communicator.local`, the one-process communicator of the
+scikit-learn estimators' ``comm=None`` (:mod:`admm.sklearn`).
+
+A communicator of one process is not duplicated: its collectives complete
+locally and admm sends nothing on it (the tree sums of
+:mod:`admm._blocksum` only send between ranks), so no message can mix with
+the caller's, and a duplicate would spend one of the MPI library's context
+ids (MPICH has 2048 per process) on every network a process makes.
 """
 
 from __future__ import annotations
@@ -75,7 +83,8 @@ class Communicator:
     """A duplicate of an mpi4py communicator with the few collectives admm uses.
 
     Collective on ``comm``: every rank of ``comm`` must construct it together
-    (``MPI_Comm_dup``). ``comm=None`` means ``MPI.COMM_WORLD``.
+    (``MPI_Comm_dup``; a communicator of one process is used as it is, see
+    the module's notes). ``comm=None`` means ``MPI.COMM_WORLD``.
     """
 
     def __init__(self, comm: Any = None) -> None:
@@ -84,9 +93,31 @@ class Communicator:
         base = mpi.COMM_WORLD if comm is None else comm
         if not isinstance(base, mpi.Comm):
             raise TypeError(f"comm must be an mpi4py communicator, not {type(base)}")
-        self._comm = base.Dup()
+        self._owned = base.Get_size() > 1
+        self._comm = base.Dup() if self._owned else base
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
+
+    @classmethod
+    def local(cls) -> Communicator:
+        """The communicator of this process alone (``MPI.COMM_SELF``): training
+        without an MPI job. Local."""
+        return cls(_load_mpi().COMM_SELF)
+
+    @property
+    def mpi_comm(self) -> Any:
+        """The mpi4py communicator behind it (our duplicate, or the caller's
+        communicator of one process), for code that takes an mpi4py
+        communicator (:class:`admm.ADMMNetwork`)."""
+        return self._comm
+
+    def free(self) -> None:
+        """Release our duplicate (``MPI_Comm_free``); the object is unusable
+        afterwards. Collective. A communicator of one process was never
+        duplicated: nothing to release."""
+        if self._owned:
+            self._comm.Free()
+            self._owned = False
 
     def sum_inplace(self, buf: np.ndarray) -> np.ndarray:
         """Replace ``buf`` by its sum over the ranks (one Allreduce). Collective."""
