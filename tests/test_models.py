@@ -177,3 +177,15 @@ def test_squared_loss_takes_one_real_target_per_sample(rng):
         np.testing.assert_array_equal(wa, wb)
     with pytest.raises(ValueError, match=r"target array of shape \(80, 2\)"):
         ADMMNetwork((5, 8, 2), loss="squared").fit(X, y, 1)
+
+
+def test_read_only_inputs_train_and_predict(rng):
+    """A memory-mapped or otherwise read-only block (np.load(..., mmap_mode="r"))
+    is read, never written: the kernels take their inputs as const."""
+    X, y = make_data(rng, (5, 6, 3), "hinge", 60)
+    X.setflags(write=False)
+    net = ADMMNetwork((5, 6, 3)).fit(X, y, 2)
+    reference = ADMMNetwork((5, 6, 3)).fit(X.copy(), y, 2)
+    np.testing.assert_array_equal(net.predict(X), reference.predict(X))
+    for a, b in zip(net.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -934,7 +934,7 @@ cdef inline blas_int _ld(x):
 
 
 cdef void _gemm_np(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                   double alpha, floating[:, :] a, blas_int lda, floating[:, :] b,
+                   double alpha, const floating[:, :] a, blas_int lda, const floating[:, :] b,
                    blas_int ldb, double beta, floating[:, :] c, blas_int ldc) noexcept:
     with nogil:
         _gemm(ta, tb, <blas_int>m, <blas_int>n, <blas_int>k, <floating>alpha,
@@ -1013,7 +1013,7 @@ def cross(z, a, out, double alpha=1.0, double beta=0.0):
 
 
 cdef void _syrk_np(char trans, Py_ssize_t n, Py_ssize_t k, double alpha,
-                   floating[:, :] a, blas_int lda, double beta,
+                   const floating[:, :] a, blas_int lda, double beta,
                    floating[:, :] c, blas_int ldc, bint c_order) noexcept:
     cdef Py_ssize_t i, j
     with nogil:
