@@ -325,6 +325,7 @@ ADDED_FLAGS = {
     "data_names",  # names of the arrays in .npz and HDF5 files
     "negative_slope",  # issue 15: leaky_relu's slope
     "resume_if_present",  # issue 17: requeued batch jobs
+    "task",  # issue 15: class labels or real targets (regression)
     "validation",  # issue 16: the validation split
     "patience",  # issue 16: early stopping on it
     "refit_every",  # issue 16: the forward refit during training

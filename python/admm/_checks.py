@@ -14,18 +14,24 @@ from .preprocessing import image_side
 
 
 def width_mismatch(
-    layers: Sequence[int], n_features: int, n_classes: int, loss: str = "hinge"
+    layers: Sequence[int],
+    n_features: int,
+    n_classes: int,
+    loss: str = "hinge",
+    what: str = "classes",
 ) -> str | None:
     """Why ``layers`` cannot fit data of ``n_features`` and ``n_classes`` with
-    ``loss`` (whose ``outputs_for`` gives the output widths it accepts), or None."""
+    ``loss`` (whose ``outputs_for`` gives the output widths it accepts), or
+    None; ``what`` names the outputs' counterpart (``"targets"`` for real
+    targets, one output each)."""
     problems = []
     if layers[0] != n_features:
         problems.append(f"{layers[0]} inputs but the data has {n_features} features")
     outputs = losses.get(loss).outputs_for(n_classes)
     if not outputs:
-        return f"the {loss} loss cannot fit {n_classes} classes"
+        return f"the {loss} loss cannot fit {n_classes} {what}"
     if layers[-1] not in outputs:
-        problems.append(f"{layers[-1]} outputs but the data has {n_classes} classes")
+        problems.append(f"{layers[-1]} outputs but the data has {n_classes} {what}")
     if not problems:
         return None
     suggestion = ",".join(str(v) for v in (n_features, *layers[1:-1], outputs[0]))

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any
 
-from .data import ARRAY_KEYS
+from .data import ARRAY_KEYS, TASKS
 
 
 def report_error(prog: str, exc: BaseException, debug: bool = False) -> int:
@@ -68,4 +68,12 @@ def add_data_flags(parser: Any, files: str) -> None:
         metavar="KEY=NAME[,...]",
         help="the names of the arrays in an .npz or HDF5 file when they are not "
         f"{', '.join(ARRAY_KEYS)} (an HDF5 name may be a path such as train/images)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="auto",
+        help="what a user file's y_train holds: class labels, or real targets (m,) or "
+        "(m, T) for least squares (regression: scored by RMSE and R^2); auto: real values "
+        "that are not all integers, or 2-D targets, are regression",
     )

@@ -57,6 +57,8 @@ __all__ = ["BUILTIN", "DataError", "Dataset", "block_range", "load_dataset"]
 log = logging.getLogger(__name__)
 
 BUILTIN = ("mnist", "fashion-mnist", "mnist-sample")
+#: What a user file's y_train holds (``load_dataset(task=...)``, ``--task``).
+TASKS = ("auto", "classification", "regression")
 
 #: The four IDX files of a data set, in the order (train images, train
 #: labels, test images, test labels).
@@ -139,8 +141,11 @@ class Dataset:
     """This rank's block of a data set, with the global sizes.
 
     ``X_*`` are ``(m_local, n_features)`` C-contiguous arrays in the requested
-    dtype (IDX pixels scaled to [0, 1]; ``.npz`` and HDF5 values as given), ``y_*`` are
-    ``(m_local,)`` int64 labels in ``0 .. n_classes - 1``.
+    dtype (IDX pixels scaled to [0, 1]; ``.npz`` and HDF5 values as given). For
+    ``task == "classification"``, ``y_*`` are ``(m_local,)`` int64 labels in
+    ``0 .. n_classes - 1``; for ``"regression"`` (a user file's real-valued
+    targets), ``y_*`` are ``(m_local,)`` or ``(m_local, n_targets)`` arrays in the
+    requested dtype and ``n_classes`` is 0.
     """
 
     name: str
@@ -154,6 +159,9 @@ class Dataset:
     n_features: int
     n_classes: int
     train_range: tuple[int, int]
+    task: str = "classification"
+    #: Real targets per sample (regression): 1 for ``(m,)`` targets.
+    n_targets: int = 0
 
 
 def block_range(n: int, rank: int, size: int, block: int = 1) -> tuple[int, int]:
@@ -564,6 +572,35 @@ def _npy_rows(
     return np.frombuffer(buf, dtype).reshape((stop - start, *shape[1:]))
 
 
+def _task_of(y: np.ndarray, task: str) -> str:
+    """``task``, or for ``"auto"`` the task the training targets ``y`` mean:
+    regression for 2-D targets or real values that are not all integers,
+    classification for integer labels (of any numeric dtype)."""
+    if task != "auto":
+        return task
+    if y.ndim == 2:
+        return "regression"
+    finite = y[np.isfinite(y)] if y.dtype.kind == "f" else y
+    if y.dtype.kind == "f" and np.any(finite != np.round(finite)):
+        return "regression"
+    return "classification"
+
+
+def _targets(y: np.ndarray, where: str, task: str, dtype: np.dtype) -> np.ndarray:
+    """Labels (:func:`_check_labels`) or, for regression, finite real targets in ``dtype``."""
+    if task == "classification":
+        if y.ndim != 1:
+            raise DataError(f"{where}: class labels must be 1-D, got shape {y.shape}")
+        return _check_labels(y, where)
+    if y.dtype.kind not in "iuf":
+        raise DataError(f"{where}: targets have dtype {y.dtype}, expected real numbers")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        row = int(np.argmax(bad.reshape(len(y), -1).any(axis=1)))
+        raise DataError(f"{where}: targets contain NaN or inf (row {row})")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
 def _check_labels(y: np.ndarray, where: str) -> np.ndarray:
     """``y`` as int64 after checking the values are integers ``>= 0``."""
     if y.dtype.kind == "f":
@@ -651,6 +688,7 @@ def _load_npz(
     block: int,
     names: dict[str, str],
     train: bool = True,
+    task: str = "auto",
 ) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -681,7 +719,7 @@ def _load_npz(
                 return _Stored(shape, stored, rows, max(shape[0], 1) if shape else 1)
 
             source = _UserFile(path, "array", sorted(members), members.__contains__, open_member)
-            dataset = _read_arrays(source, rank, size, dtype, block, names, train)
+            dataset = _read_arrays(source, rank, size, dtype, block, names, train, task)
     return dataset
 
 
@@ -693,6 +731,7 @@ def _load_hdf5(
     block: int,
     names: dict[str, str],
     train: bool = True,
+    task: str = "auto",
 ) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -728,7 +767,7 @@ def _load_hdf5(
                 )
 
             source = _UserFile(path, "dataset", found, f.__contains__, open_dataset)
-            dataset = _read_arrays(source, rank, size, dtype, block, names, train)
+            dataset = _read_arrays(source, rank, size, dtype, block, names, train, task)
     return dataset
 
 
@@ -740,9 +779,11 @@ def _read_arrays(
     block: int,
     names: dict[str, str],
     train: bool = True,
+    task: str = "auto",
 ) -> Dataset:
     """This rank's rows of the arrays of a user file, with every check of the data
-    (local); without ``train``, no row of ``X_train``."""
+    (local); without ``train``, no row of ``X_train``. ``task``: ``"auto"``
+    (:func:`_task_of`), ``"classification"`` or ``"regression"``."""
     path, kind = source.path, source.kind
 
     def label(key: str) -> str:
@@ -763,9 +804,9 @@ def _read_arrays(
     for key in keys:
         arr = source.open(names[key], label(key))
         head[key] = arr
-        want_ndim = 2 if key[0] == "X" else 1
-        if len(arr.shape) != want_ndim:
-            expected = "(m, n_features)" if want_ndim == 2 else "(m,)"
+        want_ndim = (2,) if key[0] == "X" else (1, 2)  # 2-D targets: regression
+        if len(arr.shape) not in want_ndim:
+            expected = "(m, n_features)" if key[0] == "X" else "(m,) or (m, n_targets)"
             raise DataError(f"{path}: {label(key)} has shape {arr.shape}, expected {expected}")
         if key[0] == "X" and arr.dtype.kind not in "biuf":
             raise DataError(f"{path}: {label(key)} has dtype {arr.dtype}, expected real numbers")
@@ -789,10 +830,14 @@ def _read_arrays(
                 f"has {n_features}"
             )
         m = X_arr.shape[0]
-        y = _check_labels(y_arr.rows(0, m), f"{path}: {label(y_key)}")
+        raw = y_arr.rows(0, m)
+        task = _task_of(raw, task)  # decided by the training targets, which come first
+        y = _targets(raw, f"{path}: {label(y_key)}", task, dtype)
         start, stop = block_range(m, rank, size, block) if train or split == "test" else (0, 0)
         X = _features(X_arr, start, stop, dtype, f"{path}: {label(X_key)}")
         blocks[split] = (X, y[start:stop], y, (start, stop))
+    if task == "regression":
+        return _regression_dataset(path, blocks, n_features, label("y_test"))
     X_train, y_train, labels_train, train_range = blocks["train"]
     X_test, y_test, labels_test, _ = blocks.get("test", (None, None, labels_train[:0], None))
     return Dataset(
@@ -807,6 +852,35 @@ def _read_arrays(
         n_features=n_features,
         n_classes=int(max(labels_train.max(), labels_test.max(initial=0))) + 1,
         train_range=train_range,
+    )
+
+
+def _regression_dataset(
+    path: Path, blocks: dict[str, tuple], n_features: int, test_label: str
+) -> Dataset:
+    """The :class:`Dataset` of real targets from :func:`_read_arrays`'s blocks."""
+    X_train, y_train, targets_train, train_range = blocks["train"]
+    X_test, y_test, targets_test, _ = blocks.get("test", (None, None, targets_train[:0], None))
+    n_targets = 1 if targets_train.ndim == 1 else targets_train.shape[1]
+    if targets_test.size and targets_test.shape[1:] != targets_train.shape[1:]:
+        raise DataError(
+            f"{path}: {test_label} has shape {targets_test.shape}, the training "
+            f"targets {targets_train.shape}"
+        )
+    return Dataset(
+        name=str(path),
+        source=str(path),
+        X_train=X_train,
+        y_train=y_train,
+        X_test=X_test,
+        y_test=y_test,
+        n_train=len(targets_train),
+        n_test=len(targets_test),
+        n_features=n_features,
+        n_classes=0,
+        train_range=train_range,
+        task="regression",
+        n_targets=n_targets,
     )
 
 
@@ -835,6 +909,7 @@ def load_dataset(
     block: int = 1,
     names: Mapping[str, str] | None = None,
     train: bool = True,
+    task: str = "auto",
 ) -> Dataset:
     """Load this rank's block of a data set (local: no MPI; call it on every rank).
 
@@ -865,12 +940,17 @@ def load_dataset(
     whole blocks of ``block`` samples, as ``ADMMNetwork(deterministic=True,
     block_size=block)`` needs. ``train=False`` reads no training samples
     (``X_train`` has no rows; the training labels are still read, for the
-    number of classes): what a test evaluation needs. Raises
-    :class:`DataError` for every problem with the files or the data.
+    number of classes): what a test evaluation needs. ``task``: a user file's
+    ``y_train`` holds class labels or real targets (regression, ``(m,)`` or
+    ``(m, n_targets)``); ``"auto"`` (default) reads real values that are not
+    all integers, or 2-D targets, as regression. Raises :class:`DataError`
+    for every problem with the files or the data.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     block_range(0, rank, size, block)  # validates rank, size and block
     array_names = _array_names(names)
     if data is None:
@@ -907,9 +987,9 @@ def load_dataset(
             train,
         )
     if str(data).endswith(".npz"):
-        return _load_npz(Path(data), rank, size, dtype, block, array_names, train)
+        return _load_npz(Path(data), rank, size, dtype, block, array_names, train, task)
     if str(data).endswith((".h5", ".hdf5")):
-        return _load_hdf5(Path(data), rank, size, dtype, block, array_names, train)
+        return _load_hdf5(Path(data), rank, size, dtype, block, array_names, train, task)
     raise DataError(
         f"unknown data {data!r}: expected one of {', '.join(BUILTIN)} or a path ending in "
         ".npz, .h5 or .hdf5"

@@ -1,4 +1,4 @@
-"""Run metrics: the JSON-lines writer, peak memory and the memory model.
+"""Run metrics: the JSON-lines writer, peak memory, the memory model, regression scores.
 
 Nothing here talks to MPI: the training program reduces the values itself.
 """
@@ -162,3 +162,29 @@ class MetricsWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def regression_sums(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What RMSE and R^2 need of one block of targets, to be summed over ranks. Local.
+
+    ``pred`` and ``y`` are ``(m, k)`` (or ``(m,)``, one target); returns the
+    float64 vector ``[m, SSE_1..SSE_k, sum y_1..y_k, sum y_1^2..y_k^2]``.
+    """
+    pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    return np.concatenate(
+        [[float(len(y))], ((pred - y) ** 2).sum(axis=0), y.sum(axis=0), (y**2).sum(axis=0)]
+    )
+
+
+def regression_scores(sums: np.ndarray) -> tuple[float, float]:
+    """RMSE over every target entry and R^2 (the mean over targets of
+    ``1 - SSE / SST``, as scikit-learn's default) from :func:`regression_sums`
+    added over all ranks. Local."""
+    m = sums[0]
+    k = (len(sums) - 1) // 3
+    sse, total, squares = sums[1 : 1 + k], sums[1 + k : 1 + 2 * k], sums[1 + 2 * k :]
+    rmse = math.sqrt(float(sse.sum()) / (m * k)) if m > 0 else math.nan
+    sst = squares - total**2 / m if m > 0 else np.zeros(k)
+    r2 = float(np.mean(1.0 - sse / np.where(sst > 0, sst, np.nan))) if m > 0 else math.nan
+    return rmse, r2

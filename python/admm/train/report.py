@@ -28,6 +28,18 @@ from .stop import PatienceRule, RelativeChangeRule, Stop, signal_name
 COLUMNS = f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_acc':>9}"
 #: The same with a validation split (``--validation``).
 COLUMNS_VALIDATION = f"{COLUMNS} {'val_acc':>9}"
+#: The per-iteration columns for real targets: the test RMSE and R^2.
+COLUMNS_REGRESSION = (
+    f"{'iter':>6} {'time_s':>9} {'objective':>14} {'residual':>12} {'test_rmse':>10} "
+    f"{'test_r2':>8}"
+)
+
+
+def columns(regression: bool, validation: bool) -> str:
+    """The header of the per-iteration lines."""
+    if regression:
+        return COLUMNS_REGRESSION
+    return COLUMNS_VALIDATION if validation else COLUMNS
 
 
 @dataclass
@@ -74,6 +86,11 @@ class Outcome:
     peak: float
     val_accuracy: float | None = None
     patience: PatienceRule | None = None
+    #: Real targets: the test RMSE and R^2 at the end (after the refit) and before it.
+    scores: tuple[float, float] | None = None
+    scores_before_refit: tuple[float, float] | None = None
+    #: Whether the targets are real values (scores instead of accuracies).
+    regression: bool = False
 
 
 def describe_network(net: ADMMNetwork, args: argparse.Namespace) -> list[str]:
@@ -126,6 +143,11 @@ def header_lines(
         + (f", {args.validation} validation samples" if args.validation else ""),
         f"  data: {dataset.name} ({dataset.source})",
     ]
+    if dataset.task == "regression":
+        lines.append(
+            f"  task: regression on {dataset.n_targets} real target"
+            f"{'s' if dataset.n_targets > 1 else ''} (scored by the test RMSE and R^2)"
+        )
     if blas_threads is not None:
         lines.append(
             f"  BLAS threads per rank: {blas_threads} (set by admm.train for the ranks "
@@ -200,6 +222,32 @@ def iteration_event(
     return event
 
 
+def regression_iteration_event(
+    record: dict[str, Any], peak: float, scores: tuple[float, float] | None
+) -> dict[str, Any]:
+    """The metrics' event of one iteration on real targets: ``test_rmse`` and
+    ``test_r2`` (None when not evaluated) instead of ``test_accuracy``."""
+    rmse, r2 = scores if scores is not None else (None, None)
+    return {
+        "iteration": record["iteration"],
+        "time_s": record["time_s"],
+        "objective": record["objective"],
+        "residual": record["residual"],
+        "test_rmse": rmse,
+        "test_r2": r2,
+        "peak_rss_mb": peak / MB,
+    }
+
+
+def regression_progress_line(record: dict[str, Any], scores: tuple[float, float] | None) -> str:
+    """The line of one iteration on real targets, under :data:`COLUMNS_REGRESSION`."""
+    cells = f"{'-':>10} {'-':>8}" if scores is None else f"{scores[0]:10.4e} {scores[1]:8.4f}"
+    return (
+        f"{record['iteration']:6d} {record['time_s']:9.2f} {record['objective']:14.6e} "
+        f"{record['residual']:12.4e} {cells}"
+    )
+
+
 def _accuracy_cell(acc: float | None) -> str:
     return f"{'-' if acc is None else f'{acc:.4f}':>9}"
 
@@ -241,9 +289,8 @@ def done_event(
         "stop_reason": stop.key,
         "signal": signal_name(stop.signum) if stop.signum else None,
         "stop_rule": outcome.reason,
-        "final_test_accuracy": outcome.accuracy,
+        **_final_scores(outcome),
         "refit": outcome.refitted,
-        "test_accuracy_before_refit": outcome.accuracy_before_refit,
         "refit_time_s": outcome.refit_time,
         "time_s": outcome.elapsed,
         "peak_rss_mb": outcome.peak / MB,
@@ -253,6 +300,24 @@ def done_event(
         "model": args.save if net.n_iter_ else None,
         "checkpoint": args.checkpoint if net.n_iter_ else None,
         **(_validation_summary(outcome) if args.validation else {}),
+    }
+
+
+def _final_scores(outcome: Outcome) -> dict[str, Any]:
+    """The done event's test scores: the accuracy, or for real targets the RMSE
+    and R^2, at the end and before the refit."""
+    if not outcome.regression:
+        return {
+            "final_test_accuracy": outcome.accuracy,
+            "test_accuracy_before_refit": outcome.accuracy_before_refit,
+        }
+    final = outcome.scores or (None, None)
+    before = outcome.scores_before_refit or (None, None)
+    return {
+        "final_test_rmse": final[0],
+        "final_test_r2": final[1],
+        "test_rmse_before_refit": before[0],
+        "test_r2_before_refit": before[1],
     }
 
 
@@ -284,6 +349,8 @@ def summary_lines(
             if before is not None and accuracy is not None
             else ""
         )
+        if outcome.scores is not None and outcome.scores_before_refit is not None:
+            change = f"; test RMSE {outcome.scores_before_refit[0]:.4e} -> {outcome.scores[0]:.4e}"
         lines.append(
             "refit: every W_l re-solved on the forward features in "
             f"{outcome.refit_time:.2f} s{change}"
@@ -293,11 +360,19 @@ def summary_lines(
             f"refit skipped: stopped by {outcome.reason} "
             "(a run resumed to its end with --refit refits)"
         )
-    lines.append(
-        "final test accuracy: "
-        + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}")
-        + (" (refit weights)" if outcome.refitted else "")
-    )
+    if outcome.regression:
+        scores = outcome.scores
+        lines.append(
+            "final test RMSE and R^2: "
+            + ("n/a (no test set)" if scores is None else f"{scores[0]:.4e}, {scores[1]:.4f}")
+            + (" (refit weights)" if outcome.refitted else "")
+        )
+    else:
+        lines.append(
+            "final test accuracy: "
+            + ("n/a (no test set)" if accuracy is None else f"{accuracy:.4f}")
+            + (" (refit weights)" if outcome.refitted else "")
+        )
     if outcome.val_accuracy is not None:
         lines.append(f"final validation accuracy: {outcome.val_accuracy:.4f}")
     elapsed, done_iters = outcome.elapsed, net.n_iter_ - outcome.start_iter
@@ -338,13 +413,21 @@ def summary_lines(
     return lines
 
 
-def live_line(record: dict[str, Any], total: int, accuracy: float | None) -> str:
+def live_line(
+    record: dict[str, Any],
+    total: int,
+    accuracy: float | None,
+    scores: tuple[float, float] | None = None,
+) -> str:
     """The live progress line: iteration i of N, seconds per iteration, time
-    left at that pace, and the last test accuracy."""
+    left at that pace, and the last test accuracy (for real targets, the last
+    test RMSE and R^2)."""
     it = record["iteration"]
     per = record["time_s"] / it if it else 0.0
     left = per * max(total - it, 0)
     text = f"iteration {it} of {total}, {per:.2f} s per iteration, {left:.0f} s left"
+    if scores is not None:
+        return text + f", test RMSE {scores[0]:.4g}, R^2 {scores[1]:.4f}"
     return text + ("" if accuracy is None else f", test accuracy {accuracy:.4f}")
 
 

@@ -44,7 +44,13 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..data import Dataset, block_range, load_dataset, locate
-from ..metrics import MetricsWriter, memory_breakdown, peak_rss_bytes
+from ..metrics import (
+    MetricsWriter,
+    memory_breakdown,
+    peak_rss_bytes,
+    regression_scores,
+    regression_sums,
+)
 from ..network import ADMMNetwork, NumericalError
 from . import report
 from .args import network_options, parse_args
@@ -101,13 +107,31 @@ def load_data(args: argparse.Namespace, comm: _mpi.Communicator) -> Dataset:
             download=True,
             block=args.block_size if args.deterministic else 1,
             names=args.data_names,
+            task=args.task,
         )
     )
-    comm.raise_if_any(
-        width_mismatch(args.layers, dataset.n_features, dataset.n_classes, args.loss)
-    )
+    if dataset.task == "regression":
+        comm.raise_if_any(regression_mismatch(args, dataset))
+    else:
+        comm.raise_if_any(
+            width_mismatch(args.layers, dataset.n_features, dataset.n_classes, args.loss)
+        )
     comm.raise_if_any(deskew_mismatch(args.deskew, dataset.n_features))
     return dataset
+
+
+def regression_mismatch(args: argparse.Namespace, dataset: Dataset) -> str | None:
+    """Why the flags cannot fit a data set of real targets, or None. Local."""
+    if args.loss != "squared":
+        return (
+            f"the data holds real targets (regression), which need --loss squared, not "
+            f"--loss {args.loss} (or --task classification for integer labels)"
+        )
+    if args.validation:
+        return "--validation scores accuracy: it needs class labels, not real targets"
+    return width_mismatch(
+        args.layers, dataset.n_features, dataset.n_targets, "squared", what="targets"
+    )
 
 
 @dataclass
@@ -206,7 +230,10 @@ class Data:
         """The samples of ``dataset`` for the loss of ``args``. Local."""
         X, labels = dataset.X_train, dataset.y_train
         loss = losses.get(args.loss)
-        y = loss.encode_labels(labels, args.layers[-1], np.dtype(args.dtype))
+        if dataset.task == "regression":  # real targets: the loss takes them as they are
+            y = labels
+        else:
+            y = loss.encode_labels(labels, args.layers[-1], np.dtype(args.dtype))
         has_test = dataset.X_test is not None and dataset.n_test > 0
         return cls(
             dataset,
@@ -217,6 +244,11 @@ class Data:
             dataset.y_test if has_test else None,
             validation,
         )
+
+    @property
+    def regression(self) -> bool:
+        """Whether the targets are real values (scored by RMSE and R^2). Local."""
+        return self.dataset.task == "regression"
 
     @property
     def n_test(self) -> int:
@@ -318,6 +350,7 @@ class Training:
         self.stop = Stop()
         self.last_checkpoint = -1
         self.last_accuracy: float | None = None
+        self.last_scores: tuple[float, float] | None = None  # regression: RMSE, R^2
 
     def checkpoint(self) -> None:
         """Write the state of the last iteration to ``--checkpoint``. Collective."""
@@ -334,6 +367,8 @@ class Training:
         it = record["iteration"]
         stop = self.rule is not None and self.rule(network.history)
         self.stop.by_tol = stop
+        if self.data.regression:
+            return self.regression_callback(record, peak, signum, stop)
         evaluated = record["val_accuracy"] is not None
         # With a validation split, fit evaluates it; the test set is scored here.
         validated = self.data.validation is not None
@@ -363,6 +398,33 @@ class Training:
             self.last_accuracy = shown
         self.out.progress(report.live_line(record, args.iterations, self.last_accuracy))
         return stop
+
+    def regression_callback(self, record: dict, peak: float, signum: float, stop: bool) -> bool:
+        """:meth:`callback` for real targets: the test set scored by RMSE and R^2
+        every ``--eval-every`` iterations and at the last. Collective."""
+        args, it = self.args, record["iteration"]
+        if signum and not stop:
+            self.stop.signum = int(signum)
+            stop = True
+        if args.checkpoint is not None and it % args.checkpoint_every == 0:
+            self.checkpoint()
+        due = it % args.eval_every == 0 or it == args.iterations or stop
+        scores = self.test_regression() if due else None
+        self.out.event(report.regression_iteration_event(record, peak, scores))
+        if due:
+            self.out.say(report.regression_progress_line(record, scores), flush=True)
+        self.last_scores = scores or self.last_scores
+        self.out.progress(report.live_line(record, args.iterations, None, self.last_scores))
+        return stop
+
+    def test_regression(self) -> tuple[float, float] | None:
+        """Test RMSE and R^2 of the current weights over all ranks (None: no
+        test set). Collective."""
+        X_test, y_test = self.data.X_test, self.data.y_test
+        if X_test is None or y_test is None:
+            return None
+        sums = regression_sums(self.net.decision_function(X_test), y_test)
+        return regression_scores(self.comm.sum_values(sums))
 
     def numerical_failure(self, exc: NumericalError) -> NumericalError:
         """``exc`` saying what was kept, after an ``error`` event. Every rank
@@ -407,6 +469,8 @@ class Training:
         X_val, y_val = data.X_test, data.y_test
         if data.validation is not None:
             X_val, y_val = data.validation.X, data.validation.labels
+        if data.regression:  # fit scores accuracy; the callback scores RMSE and R^2
+            X_val = y_val = None
         try:
             self.net.fit(
                 data.X,
@@ -431,14 +495,16 @@ class Training:
         accuracy = None
         if history and self.data.validation is None:
             accuracy = history[-1]["val_accuracy"]  # fit's validation is the test set
-        if accuracy is None and not untrained:
+        if accuracy is None and not untrained and not self.data.regression:
             accuracy = self.test_accuracy()
+        scores = self.test_regression() if self.data.regression and not untrained else None
         val_accuracy = None if untrained else self.val_accuracy()
         if args.checkpoint is not None and self.last_checkpoint != net.n_iter_ and not untrained:
             self.checkpoint()
         # After the final checkpoint (the plain ADMM state), before the model.
         refitted = args.refit and not self.stop.signum
         accuracy_before_refit: float | None = None
+        scores_before_refit: tuple[float, float] | None = None
         refit_time: float | None = None
         if refitted:
             started = time.perf_counter()
@@ -447,7 +513,10 @@ class Training:
             except NumericalError as exc:
                 raise self.numerical_failure(exc) from None
             refit_time = comm.max_value(time.perf_counter() - started)
-            accuracy_before_refit, accuracy = accuracy, self.test_accuracy()
+            if self.data.regression:
+                scores_before_refit, scores = scores, self.test_regression()
+            else:
+                accuracy_before_refit, accuracy = accuracy, self.test_accuracy()
             val_accuracy = self.val_accuracy()
         # Agreed, so a full disk on rank 0 ends every rank with one message.
         comm.agreed(
@@ -469,6 +538,9 @@ class Training:
             peak=comm.max_value(float(peak_rss_bytes())),
             val_accuracy=val_accuracy,
             patience=self.patience,
+            scores=scores,
+            scores_before_refit=scores_before_refit,
+            regression=self.data.regression,
         )
 
 
@@ -506,7 +578,7 @@ def run(args: argparse.Namespace, signals: StopSignals | None = None) -> dict[st
     if args.resume_if_present is not None and args.resume is None:
         out.say(f"  no checkpoint in {args.resume_if_present} yet: starting from scratch")
     out.event(report.start_event(args, config, dataset, samples, data.n_test, memory))
-    out.say(report.COLUMNS_VALIDATION if validation is not None else report.COLUMNS)
+    out.say(report.columns(data.regression, validation is not None))
     start_iter = net.n_iter_
     # A signal while the data were read stops the job now, not after an iteration.
     training.stop.signum = pending_signal(comm, signals)
