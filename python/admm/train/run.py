@@ -6,8 +6,9 @@ Local: all ranks call them in the same order. The steps of :func:`run`:
 1. :func:`check_outputs`: the files to write and the data to find, agreed
    before any other collective, so a bad path stops every rank with one
    message (exit status 2);
-2. :func:`load_data`, :func:`build_network`: this rank's block of samples
-   and the network, both checked against each other;
+2. :func:`load_data`, :func:`split_validation`, :func:`build_network`:
+   this rank's block of samples (and of the ``--validation`` split) and the
+   network, both checked against each other;
 3. :func:`predict_memory`: the prediction of the header;
 4. :func:`resume` from ``--resume``'s checkpoint;
 5. :class:`Training`: ``fit`` with a callback for the progress, the
