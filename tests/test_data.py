@@ -571,7 +571,11 @@ BAD_NPZ = {
     "missing y_train": (_with(y_train=None), "missing array y_train"),
     "X_test alone": (_with(X_test=X6), "X_test and y_test must be given together"),
     "X 1-D": (_with(X_train=X6.ravel()), r"X_train has shape \(12,\), expected \(m, n_features\)"),
-    "y 2-D": (_with(y_train=Y6[:, None]), r"y_train has shape \(6, 1\), expected \(m,\)"),
+    # (2-D or fractional y are real targets: a regression, tests/test_regression.py.)
+    "y 3-D": (
+        _with(y_train=Y6[:, None, None]),
+        r"y_train has shape \(6, 1, 1\), expected \(m,\) or \(m, n_targets\)",
+    ),
     "rows differ": (_with(y_train=Y6[:5]), "X_train has 6 rows but y_train has 5 labels"),
     "features differ": (
         _with(X_test=np.zeros((2, 3)), y_test=[0, 1]),
@@ -585,7 +589,6 @@ BAD_NPZ = {
         "expected a plain numeric array",
     ),
     "string y": (_with(y_train=Y6.astype(str)), "y_train has dtype <U21, expected integer labels"),
-    "fractional y": (_with(y_train=Y6 + 0.5), "labels must be integers, found 0.5 at index 0"),
     "NaN y": (_with(y_train=np.where(Y6 == 2, np.nan, Y6)), "labels must be integers, found nan"),
     "negative y": (_with(y_train=Y6 - 1), "labels must be >= 0, found -1 at index 0"),
     "NaN X": (_with(X_train=_nan_at(4, 1)), "non-finite value NaN at row 4, column 1"),
