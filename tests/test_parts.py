@@ -152,3 +152,15 @@ def test_loss_predicts_the_labels_it_was_trained_towards(rng, name, n_classes, k
         assert proba.shape == (50, n_classes)
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
         np.testing.assert_array_equal(np.argmax(proba, axis=1), labels)
+
+
+def test_probabilities_are_scipy_s_without_overflow(rng):
+    from scipy.special import expit, softmax
+
+    scores = np.concatenate([rng.normal(0, 3, (20, 4)), [[1000.0, -1000.0, 0.0, 999.0]]])
+    proba = losses.get("cross_entropy").proba(scores)
+    np.testing.assert_allclose(proba, softmax(scores, axis=1), rtol=1e-12, atol=1e-300)
+    one = np.array([[-1000.0], [-3.0], [0.0], [2.5], [1000.0]])
+    proba = losses.get("logistic").proba(one)
+    np.testing.assert_allclose(proba[:, 1], expit(one[:, 0]), rtol=1e-12, atol=1e-300)
+    assert np.all(np.isfinite(proba))
