@@ -630,7 +630,10 @@ class Config:
             value = arrays[f.name]
             constraint = f.metadata["constraint"]
             if isinstance(constraint, PerLayer):
-                options[f.name] = tuple(np.atleast_1d(value).tolist()) if value.size else None
+                # An empty array: an unset optional option, or none per hidden
+                # layer when there is no hidden layer.
+                empty = None if constraint.optional else ()
+                options[f.name] = tuple(np.atleast_1d(value).tolist()) if value.size else empty
             elif isinstance(constraint, Flag):
                 options[f.name] = bool(value)
             elif isinstance(constraint, Integer):

@@ -127,7 +127,7 @@ class Hinge(Loss):
 
     def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
         # One output: a binary task, labels 0 and 1 (the target of the one unit).
-        return _class_labels(y, m, max(n_out, 2) if n_out == 1 else n_out)
+        return _class_labels(y, m, 2 if n_out == 1 else n_out)
 
     def outputs_for(self, n_classes: int) -> tuple[int, ...]:
         return (n_classes, 1) if n_classes == 2 else (n_classes,)

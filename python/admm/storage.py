@@ -149,8 +149,6 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
                 f"{name} is not an admm model: input_mean has shape {mean.shape}, "
                 f"expected {(layers[0],)}"
             )
-    if data["gamma"].size == 0:
-        data["gamma"] = np.array(1.0)  # one weight layer: no hidden layer to weigh
     config = Config.from_model_arrays(data, rho=rho, center=mean is not None)
     return {
         "layers": layers,

@@ -382,11 +382,7 @@ class Training:
         ):
             self.stop.by_patience = self.patience
             stop = True
-        if signum and not stop:
-            self.stop.signum = int(signum)
-            stop = True
-        if args.checkpoint is not None and it % args.checkpoint_every == 0:
-            self.checkpoint()
+        stop = self.signal_and_checkpoint(it, signum, stop)
         self.out.event(report.iteration_event(record, peak, test, validated))
         if evaluated or (
             self.data.X_test is None
@@ -400,15 +396,21 @@ class Training:
         self.out.progress(report.live_line(record, args.iterations, self.last_accuracy))
         return stop
 
+    def signal_and_checkpoint(self, it: int, signum: float, stop: bool) -> bool:
+        """Stop on a signal any rank got (unless already stopping) and write
+        the checkpoint that is due; returns whether to stop. Collective."""
+        if signum and not stop:
+            self.stop.signum = int(signum)
+            stop = True
+        if self.args.checkpoint is not None and it % self.args.checkpoint_every == 0:
+            self.checkpoint()
+        return stop
+
     def regression_callback(self, record: dict, peak: float, signum: float, stop: bool) -> bool:
         """:meth:`callback` for real targets: the test set scored by RMSE and R^2
         every ``--eval-every`` iterations and at the last. Collective."""
         args, it = self.args, record["iteration"]
-        if signum and not stop:
-            self.stop.signum = int(signum)
-            stop = True
-        if args.checkpoint is not None and it % args.checkpoint_every == 0:
-            self.checkpoint()
+        stop = self.signal_and_checkpoint(it, signum, stop)
         due = it % args.eval_every == 0 or it == args.iterations or stop
         scores = self.test_regression() if due else None
         self.out.event(report.regression_iteration_event(record, peak, scores))
