@@ -18,6 +18,7 @@ Scripts import it as ``bench.common`` and run from the repository root as
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from admm.data import load_dataset
+from admm.data import block_range, load_dataset
 from admm.testing import run_mpi
 
 from bench.flop_model import gemm_flops, iteration_flops
@@ -163,3 +164,55 @@ def run_python_mpi(
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc.stdout
+
+
+# ------------------------------------------------------------- the studies
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``--set NAME=JSON`` items as option overrides (``rho_relative=0.003``)."""
+    overrides = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
+    return overrides
+
+
+def mnist_validation_split(
+    data_dir: str | None, n_train: int, n_val: int, rank: int, size: int, *,
+    seed: int = 0, dtype: str = "float64",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """This rank's blocks ``X, y, X_val, y_val`` of a split of MNIST's training
+    images: a permutation by ``seed``, its first ``n_train`` to train and the
+    next ``n_val`` to validate, each dealt over the ranks by ``block_range``
+    (the test set is not read)."""
+    ds = load_dataset("mnist", data_dir, download=False, dtype=dtype)
+    perm = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
+    if n_train + n_val > perm.size:
+        raise SystemExit(f"--train + --val exceeds the {perm.size} training images")
+    train, val = perm[:n_train], perm[n_train : n_train + n_val]
+    lo, hi = block_range(train.size, rank, size)
+    vlo, vhi = block_range(val.size, rank, size)
+    return (
+        ds.X_train[train[lo:hi]],
+        ds.y_train[train[lo:hi]],
+        ds.X_train[val[vlo:vhi]],
+        ds.y_train[val[vlo:vhi]],
+    )
+
+
+def global_accuracy(net: object, X: np.ndarray, y: np.ndarray, comm: object) -> float:
+    """Accuracy of ``net.predict`` over every rank's block ``(X, y)`` (an mpi4py
+    communicator's ``allreduce``). Collective on ``comm``."""
+    correct, total = comm.allreduce(  # type: ignore[attr-defined]
+        np.array([np.sum(net.predict(X) == y), y.size], dtype=np.float64)  # type: ignore[attr-defined]
+    )
+    return float(correct / total)
+
+
+def emit(line: str, out: Path | None) -> None:
+    """Print a JSON line and append it to ``out`` when given."""
+    print(line, flush=True)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(line + "\n")

@@ -21,10 +21,16 @@ from pathlib import Path
 
 import admm
 import numpy as np
-from admm.data import block_range, load_dataset
 from mpi4py import MPI
 
-from bench.common import MNIST_LAYERS, SHARED_MNIST
+from bench.common import (
+    MNIST_LAYERS,
+    SHARED_MNIST,
+    emit,
+    global_accuracy,
+    mnist_validation_split,
+    parse_overrides,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,21 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--out", type=Path, default=None, help="append the JSON line here too")
     args = p.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        overrides[name] = json.loads(value)
-
+    overrides = parse_overrides(args.set)
     comm = MPI.COMM_WORLD
-    ds = load_dataset("mnist", args.data_dir, download=False)
-    perm = np.random.default_rng(args.split_seed).permutation(ds.X_train.shape[0])
-    if args.train + args.val > perm.size:
-        raise SystemExit(f"--train + --val exceeds the {perm.size} training images")
-    train, val = perm[: args.train], perm[args.train : args.train + args.val]
-    lo, hi = block_range(train.size, comm.rank, comm.size)
-    vlo, vhi = block_range(val.size, comm.rank, comm.size)
-    X, y = ds.X_train[train[lo:hi]], ds.y_train[train[lo:hi]]
-    X_val, y_val = ds.X_train[val[vlo:vhi]], ds.y_train[val[vlo:vhi]]
+    X, y, X_val, y_val = mnist_validation_split(
+        args.data_dir, args.train, args.val, comm.rank, comm.size, seed=args.split_seed
+    )
 
     net = admm.ADMMNetwork(MNIST_LAYERS, **{**admm.PRESETS[args.preset], **overrides}, comm=comm)
     started = time.perf_counter()
@@ -69,10 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_s = time.perf_counter() - started
 
     def accuracy(X_block: np.ndarray, y_block: np.ndarray) -> float:
-        correct, total = comm.allreduce(
-            np.array([np.sum(net.predict(X_block) == y_block), y_block.size], dtype=np.float64)
-        )
-        return float(correct / total)
+        return global_accuracy(net, X_block, y_block, comm)
 
     train_before = accuracy(X, y)
     started = time.perf_counter()
@@ -97,11 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "refit_s": refit_s,
     }
     if comm.rank == 0:
-        line = json.dumps(record)
-        print(line, flush=True)
-        if args.out is not None:
-            with args.out.open("a") as f:
-                f.write(line + "\n")
+        emit(json.dumps(record), args.out)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,16 @@ import time
 from pathlib import Path
 
 import admm
-import numpy as np
-from admm.data import block_range, load_dataset
 from mpi4py import MPI
 
-from bench.common import MNIST_LAYERS, SHARED_MNIST
+from bench.common import (
+    MNIST_LAYERS,
+    SHARED_MNIST,
+    emit,
+    global_accuracy,
+    mnist_validation_split,
+    parse_overrides,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,31 +54,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--refit-end", action="store_true", help="refit() after the last iteration")
     p.add_argument("--out", type=Path, default=None, help="append the JSON line here too")
     args = p.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        overrides[name] = json.loads(value)
+    overrides = parse_overrides(args.set)
     refit_at = {int(v) for v in args.refit_at.split(",") if v}
 
     comm = MPI.COMM_WORLD
     options = {**admm.PRESETS[args.preset], **overrides}
     dtype = options.get("dtype", "float64")
-    ds = load_dataset("mnist", args.data_dir, download=False, dtype=dtype)
-    perm = np.random.default_rng(0).permutation(ds.X_train.shape[0])
-    train, val = perm[: args.train], perm[args.train : args.train + args.val]
-    lo, hi = block_range(train.size, comm.rank, comm.size)
-    vlo, vhi = block_range(val.size, comm.rank, comm.size)
-    X, y = ds.X_train[train[lo:hi]], ds.y_train[train[lo:hi]]
-    X_val, y_val = ds.X_train[val[vlo:vhi]], ds.y_train[val[vlo:vhi]]
-    del ds
+    X, y, X_val, y_val = mnist_validation_split(
+        args.data_dir, args.train, args.val, comm.rank, comm.size, dtype=dtype
+    )
 
     net = admm.ADMMNetwork(MNIST_LAYERS, **options, comm=comm)
 
     def accuracy() -> float:
-        correct, total = comm.allreduce(
-            np.array([np.sum(net.predict(X_val) == y_val), y_val.size], dtype=np.float64)
-        )
-        return float(correct / total)
+        return global_accuracy(net, X_val, y_val, comm)
 
     comm.Barrier()
     started = time.perf_counter()
@@ -103,10 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                 "curve": curve,
             }
         )
-        print(line, flush=True)
-        if args.out is not None:
-            with args.out.open("a") as f:
-                f.write(line + "\n")
+        emit(line, args.out)
 
 
 if __name__ == "__main__":
