@@ -19,7 +19,8 @@ first table gives, on the test samples, the constant baseline (the
 training mean), the least-squares linear fit with intercept
 (``numpy.linalg.lstsq``), the teacher's noise floor and the ADMM networks,
 trained on the training samples with :data:`CHOSEN`, the settings picked
-on the validation samples by ``--grid``; the second, the same settings on
+on the validation samples by ``--grid`` (with ``--backprop``, also
+scikit-learn's backprop network of the same width, for scale); the second, the same settings on
 teachers of other seeds, which they were not chosen on::
 
     python -m bench.studies.models.regression             # one or two minutes
@@ -187,10 +188,28 @@ def grid(train: Split, val: Split, iterations: int) -> tuple[dict[str, Any], int
     return best, min(final)[1], lines
 
 
+def backprop_fit(train: Split, width: int) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    """For scale: scikit-learn's ``MLPRegressor`` (one hidden ReLU layer of
+    ``width``, Adam, its defaults otherwise, seed 0): the predictor and seconds."""
+    from sklearn.neural_network import MLPRegressor
+
+    started = time.perf_counter()
+    net = MLPRegressor(hidden_layer_sizes=(width,), max_iter=500, random_state=0)
+    net.fit(train.X[:, :-1], train.y)  # it has its own biases
+    seconds = time.perf_counter() - started
+    return (lambda X: net.predict(X[:, :-1])), seconds
+
+
 def table(
-    m: int, iterations: int, options: dict[str, Any], width: int, seed: int = SEED
+    m: int,
+    iterations: int,
+    options: dict[str, Any],
+    width: int,
+    seed: int = SEED,
+    backprop: bool = False,
 ) -> list[str]:
-    """The test table: baselines and one ADMM network per activation."""
+    """The test table: baselines, one ADMM network per activation and, with
+    ``backprop``, :func:`backprop_fit` of the same width."""
     train, _, test = splits(m, seed)
     lines = [
         "| model | test RMSE | test R^2 | seconds | iterations |",
@@ -210,6 +229,10 @@ def table(
         )
         name = f"ADMM {N_IN + 1}-{width}-1 {activation}, refit"
         row(name, predict(test.X), f"{seconds:.1f}", str(iterations))
+    if backprop:
+        predict, seconds = backprop_fit(train, width)
+        name = f"backprop {N_IN}-{width}-1 relu (scikit-learn MLPRegressor, Adam), for scale"
+        row(name, predict(test.X), f"{seconds:.1f}", "")
     return lines
 
 
@@ -248,6 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="3,000 samples, width 128")
     p.add_argument("--seed", type=int, default=SEED, help="of the teacher and the data")
     p.add_argument(
+        "--backprop",
+        action="store_true",
+        help="add scikit-learn's MLPRegressor of the same width (the peers extra), for scale",
+    )
+    p.add_argument(
         "--other-seeds",
         default="0,2,3,4",
         help="teachers to try the chosen settings on, comma-separated ('' for none)",
@@ -263,7 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     n_train = args.m * 2 // 3
     print(f"teacher {N_IN}-{N_TEACHER}-1 tanh, noise {NOISE:g}; {n_train} training / "
           f"{args.m - n_train - args.m // 6} test samples; {args.iterations} iterations, then the refit\n")  # fmt: skip
-    print("\n".join(table(args.m, args.iterations, options, width, args.seed)), flush=True)
+    print(
+        "\n".join(table(args.m, args.iterations, options, width, args.seed, args.backprop)),
+        flush=True,
+    )
     seeds = [int(seed) for seed in args.other_seeds.split(",") if seed]
     if seeds:
         print("\nother teachers, the same settings (ReLU only):\n")
