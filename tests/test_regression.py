@@ -4,9 +4,11 @@ header, the lines, the metrics and the summary) and ``admm.evaluate``."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +134,23 @@ def test_regression_flags_that_cannot_fit_stop_every_rank(rng, tmp_path, flags, 
     proc = run_mpi(2, ["-m", "admm.train", "--data", str(path), *flags], check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and proc.stderr.count("admm: error") == 1
+
+
+def test_the_regression_study_beats_the_linear_fit_on_validation(monkeypatch):
+    """``bench.studies.models.regression`` at a tiny size: the teacher's data is
+    as its docstring says (a linear fit explains clearly less than the teacher),
+    and the ADMM network with the chosen settings beats the linear fit on the
+    validation samples, without coming below the noise floor."""
+    monkeypatch.syspath_prepend(Path(__file__).resolve().parent.parent)  # bench/, at the root
+    study = importlib.import_module("bench.studies.models.regression")
+    m, iterations, width = study.QUICK
+    train, val, _ = study.splits(m)
+    linear_rmse, linear_r2 = study.scores(study.linear_fit(train)(val.X), val.y)
+    floor_rmse, floor_r2 = study.scores(val.clean, val.y)
+    assert linear_r2 < 0.75 and floor_r2 > 0.95, (linear_r2, floor_r2)
+    predict, _ = study.network_fit(
+        train, width, iterations, {**study.CHOSEN, "activation": "relu"}
+    )
+    rmse, r2 = study.scores(predict(val.X), val.y)
+    assert floor_rmse < rmse < 0.85 * linear_rmse, (rmse, linear_rmse, floor_rmse)
+    assert r2 > linear_r2 + 0.08
