@@ -458,6 +458,24 @@ def test_ridge_decay_and_inertia_flags():
     assert parse_args(["--deskew"]).deskew is True
 
 
+def test_preset_binary_trains_binary_step_units():
+    """``--preset binary`` (issue 15): step units in float32 with a constant ridge;
+    through the library its hidden features are exactly 0 or 1."""
+    args = parse_args(["--preset", "binary"])
+    assert (args.activation, args.dtype, args.rho_final) == ("step", "float32", 1.0)
+    assert args.iterations == admm.PRESET_ITERATIONS["binary"] == 25
+    assert args.deskew is True and args.refit is False
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 16))
+    y = (X[:, :8].sum(1) > X[:, 8:].sum(1)).astype(int)
+    options = {**admm.PRESETS["binary"], "deskew": False}  # 16 pixels: not a digit image
+    net = ADMMNetwork((16, 64, 2), **options).fit(X, y, iterations=25)
+    hidden = np.heaviside(X @ net.weights[0].T, 0.0)  # the forward map of 1[z > 0]
+    assert set(np.unique(hidden)) <= {0.0, 1.0}
+    assert net.weights[0].dtype == np.float32
+    assert net.score(X, y) > 0.8  # 0.855 (0.74 after 5 iterations)
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

@@ -335,7 +335,7 @@ CHANGED_HELP = {
     "data",  # it names .h5 files; its metavar says PATH instead of PATH.npz
     "activation",  # the activations of issue 15
     "loss",  # the losses of issue 15
-    "preset",  # issue 16: the presets fast and digits, best without deskewing
+    "preset",  # issue 16: fast and digits, best without deskewing; issue 15: binary
 }
 #: Flags whose choices grew (deliberately): the old ones must stay.
 CHANGED_CHOICES = {"preset", "activation", "loss"}
