@@ -136,7 +136,8 @@ def logistic_prox(m: np.ndarray, lam: np.ndarray, y: np.ndarray, beta: float) ->
 
 def cross_entropy_prox(m: np.ndarray, lam: np.ndarray, Y: np.ndarray, beta: float) -> np.ndarray:
     """Per column (sample): ``argmin_z logsumexp(z) - <z, y> + <z, lam> + beta ||z - m||^2``
-    with ``y`` the column's one-hot target (SciPy's BFGS with the exact gradient)."""
+    with ``y`` the column's target distribution, one-hot or label-smoothed
+    (SciPy's BFGS with the exact gradient)."""
     from scipy.optimize import minimize
     from scipy.special import logsumexp, softmax
 
@@ -208,6 +209,10 @@ class ReferenceADMM:
     the weights by :func:`forward_refit` of the state (with the ridge of the
     iteration) after every K-th iteration, :meth:`objective` staying that of
     the weights before it.
+
+    ``label_smoothing`` ``s`` (cross-entropy): the target column of label
+    ``y`` is ``(1 - s) e_y + s / n_L`` instead of ``e_y``, in the output
+    update and the objective alike.
     """
 
     def __init__(
@@ -235,6 +240,7 @@ class ReferenceADMM:
         backward_sweep: bool = False,
         negative_slope: float = 0.01,
         refit_every: int = 0,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -273,6 +279,10 @@ class ReferenceADMM:
             else:
                 self.Y = np.zeros((self.layers[-1], m))
                 self.Y[labels, np.arange(m)] = 1.0
+            if label_smoothing:
+                if loss != "cross_entropy":
+                    raise ValueError("label smoothing is the cross-entropy's")
+                self.Y = (1.0 - label_smoothing) * self.Y + label_smoothing / self.layers[-1]
         elif loss == "squared":
             self.Y = np.asarray(y, dtype=np.float64).T.copy()
         else:

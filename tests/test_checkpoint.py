@@ -227,3 +227,27 @@ def test_reader_refuses_config_rank_data_and_damage(tmp_path, rng):
     (tmp_path / ck.MANIFEST).write_text("{not json")
     with pytest.raises(ck.CheckpointError, match="cannot read checkpoint manifest"):
         ck.load_checkpoint(tmp_path, comm, CONFIG, RANK_INFO)
+
+
+def test_checkpoint_records_label_smoothing_and_old_ones_have_none(tmp_path, rng):
+    """A checkpoint's configuration holds a nonzero label smoothing, resume
+    compares it, and one without it (as every older checkpoint) is s = 0."""
+    from admm.config import Config
+
+    X, y = small_problem(rng)
+    comm = Communicator()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "p").mkdir()
+    smooth = Config(loss="cross_entropy", label_smoothing=0.2).run_config(2)
+    plain = Config(loss="cross_entropy").run_config(2)
+    assert smooth["label_smoothing"] == 0.2 and "label_smoothing" not in plain
+    net = ADMMNetwork((6, 5, 2), loss="cross_entropy", label_smoothing=0.2).fit(X, y, 2)
+    ck.save_checkpoint(tmp_path / "s", comm, net.get_state(), smooth, RANK_INFO)
+    assert ck.load_checkpoint(tmp_path / "s", comm, smooth, RANK_INFO)["n_iter"] == 2
+    with pytest.raises(ck.CheckpointError, match=r"label_smoothing: checkpoint 0\.2, now None"):
+        ck.load_checkpoint(tmp_path / "s", comm, plain, RANK_INFO)
+    net = ADMMNetwork((6, 5, 2), loss="cross_entropy").fit(X, y, 2)
+    ck.save_checkpoint(tmp_path / "p", comm, net.get_state(), plain, RANK_INFO)
+    assert ck.load_checkpoint(tmp_path / "p", comm, {**plain, "label_smoothing": 0.0}, RANK_INFO)
+    with pytest.raises(ck.CheckpointError, match=r"label_smoothing: checkpoint None, now 0\.2"):
+        ck.load_checkpoint(tmp_path / "p", comm, smooth, RANK_INFO)

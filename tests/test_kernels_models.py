@@ -474,34 +474,38 @@ def test_logistic_update_minimises(rng, dtype, order, beta, update_multiplier):
     check_sums(sums, loss, zk, lam_arr.ravel(), m64, dtype)
 
 
-def ce_objective(x, y, lam, m, beta):
-    return logsumexp(x) - x[y] + x @ lam + beta * np.sum((x - m) ** 2)
+def ce_target(y, k, s=0.0):
+    """The target distribution of label ``y``: ``(1 - s) e_y + s / k``."""
+    return (1.0 - s) * np.eye(k)[y] + s / k
 
 
-def ce_gradient(x, y, lam, m, beta):
-    g = softmax(x) + lam + 2 * beta * (x - m)
-    g[y] -= 1.0
-    return g
+def ce_objective(x, y, lam, m, beta, s=0.0):
+    return logsumexp(x) - x @ ce_target(y, x.size, s) + x @ lam + beta * np.sum((x - m) ** 2)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("beta", [1e-3, 0.2, 1.0, 50.0])
-@pytest.mark.parametrize("k", [2, 10])
-@pytest.mark.parametrize("update_multiplier", [False, True])
-def test_cross_entropy_update_minimises(rng, dtype, order, beta, k, update_multiplier):
+def ce_gradient(x, y, lam, m, beta, s=0.0):
+    return softmax(x) - ce_target(y, x.size, s) + lam + 2 * beta * (x - m)
+
+
+def check_cross_entropy_update(rng, dtype, order, beta, k, update_multiplier, smoothing):
+    """The kernel's z is the minimiser of BFGS (to its rounding level), with
+    label smoothing ``smoothing`` (none: the kernel's default), on random
+    rows and extreme ones (tied, saturated and far-apart logits)."""
     n = 25
     m, lam = output_inputs(rng, n, k, beta)
     m[4] = 0.0  # all classes tied in m
     lam[4] = 0.0
     m[5, :] = 500.0 * rng.standard_normal(k)  # logits far apart
+    m[6, :] = 60.0 * np.sign(rng.standard_normal(k)) + rng.standard_normal(k)  # large, close
     labels = rng.integers(0, k, n)
     z, lam_arr = as_layout(m, dtype, order), as_layout(lam, dtype, order)
     m64, lam64 = z.astype(np.float64), lam_arr.astype(np.float64)
-    sums = output_cross_entropy_update(z, lam_arr, labels, beta, update_multiplier)
+    kwargs = {} if smoothing is None else {"label_smoothing": smoothing}
+    s = smoothing or 0.0
+    sums = output_cross_entropy_update(z, lam_arr, labels, beta, update_multiplier, **kwargs)
     zk = z.astype(np.float64)
     for j in range(n):
-        args = (labels[j], lam64[j], m64[j], beta)
+        args = (labels[j], lam64[j], m64[j], beta, s)
         ref = minimize(
             ce_objective,
             m64[j] - lam64[j] / (2 * beta),
@@ -524,8 +528,66 @@ def test_cross_entropy_update_minimises(rng, dtype, order, beta, k, update_multi
             assert np.all(np.abs(grad) <= 2 * bound + 1e-14 * scale), (j, grad)
     lam_new = lam64 + beta * (zk - m64) if update_multiplier else lam64
     np.testing.assert_allclose(lam_arr, lam_new, rtol=RTOL[dtype], atol=ATOL[dtype])
-    loss = np.sum(logsumexp(zk, axis=1) - zk[np.arange(n), labels])
+    targets = np.stack([ce_target(y, k, s) for y in labels])
+    loss = np.sum(logsumexp(zk, axis=1) - np.sum(zk * targets, axis=1))
     check_sums(sums, loss, zk, lam_arr, m64, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("beta", [1e-3, 0.2, 1.0, 50.0])
+@pytest.mark.parametrize("k", [2, 10])
+@pytest.mark.parametrize("update_multiplier", [False, True])
+def test_cross_entropy_update_minimises(rng, dtype, order, beta, k, update_multiplier):
+    check_cross_entropy_update(rng, dtype, order, beta, k, update_multiplier, None)
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3, 0.9])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("beta", [1e-3, 1.0, 50.0])
+@pytest.mark.parametrize("k", [3, 10])
+@pytest.mark.parametrize("update_multiplier", [False, True])
+def test_cross_entropy_update_with_label_smoothing_minimises(
+    rng, smoothing, dtype, order, beta, k, update_multiplier
+):
+    check_cross_entropy_update(rng, dtype, order, beta, k, update_multiplier, smoothing)
+
+
+def test_label_smoothing_zero_computes_the_golden_numbers():
+    """``label_smoothing=0`` (given or not) gives, bit for bit, what the kernel
+    computed before label smoothing existed (``tests/golden/cross_entropy.npz``,
+    recorded by ``make_cross_entropy_golden.py`` on commit d24f555)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
+    from make_cross_entropy_golden import OUT, cases, run
+
+    golden = np.load(OUT)
+    count = 0
+    for key, _, _, _, beta, update, order in cases():
+        inputs = (golden[f"{key}/m"], golden[f"{key}/lam0"], golden[f"{key}/labels"])
+        for dtype in DTYPES:
+            name = f"{key}/{np.dtype(dtype).name}"
+            expected = [golden[f"{name}/{part}"] for part in ("z", "lam", "sums")]
+            for kwargs in ({}, {"label_smoothing": 0.0}):
+                got = run(*inputs, beta, update, order, dtype, **kwargs)
+                for part, a, b in zip(("z", "lam", "sums"), got, expected, strict=True):
+                    assert a.dtype == b.dtype
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name}/{part} {kwargs}")
+                count += 1
+            # The comparison can tell: a little smoothing moves z.
+            z, _, _ = run(*inputs, beta, update, order, dtype, label_smoothing=1e-3)
+            assert not np.array_equal(z, expected[0]), name
+    assert count == 2 * 2 * 12
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, np.nan])
+def test_cross_entropy_rejects_bad_label_smoothing(bad):
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=rf"label_smoothing must be .*\[0, 1\), got {bad!r}"):
+        output_cross_entropy_update(z, z.copy(), [0, 1], 1.0, False, label_smoothing=bad)
 
 
 def test_cross_entropy_with_two_classes_is_logistic_of_the_difference(rng):

@@ -41,14 +41,17 @@ def make_data(rng, layers, loss, m):
     return X, labels
 
 
-def make_pair(X, y, layers, activation, loss, warmup, dtype="float64"):
+def make_pair(X, y, layers, activation, loss, warmup, dtype="float64", **extra):
+    """A network and the reference from its initial weights; ``extra`` options
+    (such as ``label_smoothing``) go to both under the same names."""
     net = ADMMNetwork(layers, activation=activation, loss=loss, warmup=warmup, seed=3, dtype=dtype,
-                      **OPTIONS)  # fmt: skip
+                      **OPTIONS, **extra)  # fmt: skip
     weights = [np.array(w, dtype=np.float64) for w in net.weights]
     ref = ReferenceADMM(
         X, y, layers, weights, activation=activation, loss=loss, warmup=warmup,
         beta=[OPTIONS["beta"]] * (len(layers) - 1), gamma=[OPTIONS["gamma"]] * (len(layers) - 2),
         rho=[OPTIONS["rho"]] * (len(layers) - 1), negative_slope=OPTIONS["negative_slope"],
+        **extra,
     )  # fmt: skip
     return net, ref
 
@@ -61,10 +64,10 @@ def make_pair(X, y, layers, activation, loss, warmup, dtype="float64"):
 RTOL = {"sigmoid": 1e-7, "tanh": 1e-7, "cross_entropy": 1e-7, "logistic": 1e-7, "sign": 1e-6}
 
 
-@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
-def test_iterations_match_reference_through_and_past_the_warmup(rng, activation, loss, layers):
+def assert_matches_reference(rng, activation, loss, layers, **extra):
+    """Four iterations (warm-up 2) of the network and of the reference agree."""
     X, y = make_data(rng, layers, loss, 40)
-    net, ref = make_pair(X, y, layers, activation, loss, warmup=2)
+    net, ref = make_pair(X, y, layers, activation, loss, warmup=2, **extra)
     net.fit(X, y, iterations=4)
     for _ in range(4):
         ref.step()
@@ -76,16 +79,92 @@ def test_iterations_match_reference_through_and_past_the_warmup(rng, activation,
     np.testing.assert_allclose(net.history[-1]["objective"], ref.objective(), rtol=1e3 * rtol)
 
 
-@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
-def test_objective_never_increases_during_warmup(rng, activation, loss, layers):
+def assert_warmup_descends(rng, activation, loss, layers, **extra):
+    """The objective never increases over six warm-up iterations, and falls."""
     X, y = make_data(rng, layers, loss, 50)
     iterations = 6
     net = ADMMNetwork(layers, activation=activation, loss=loss, warmup=iterations, seed=1,
-                      **OPTIONS)  # fmt: skip
+                      **OPTIONS, **extra)  # fmt: skip
     net.fit(X, y, iterations=iterations)
     values = [h["objective"] for h in net.history]
     assert all(b <= a * (1 + 1e-10) for a, b in itertools.pairwise(values)), values
     assert values[-1] < values[0]
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
+def test_iterations_match_reference_through_and_past_the_warmup(rng, activation, loss, layers):
+    assert_matches_reference(rng, activation, loss, layers)
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
+def test_objective_never_increases_during_warmup(rng, activation, loss, layers):
+    assert_warmup_descends(rng, activation, loss, layers)
+
+
+#: The cross-entropy's cases of CASES, run with label smoothing.
+SMOOTHED = [(a, layers) for a, loss, layers in CASES if loss == "cross_entropy"]
+
+
+@pytest.mark.parametrize(("activation", "layers"), SMOOTHED)
+def test_label_smoothing_iterations_match_reference(rng, activation, layers):
+    assert_matches_reference(rng, activation, "cross_entropy", layers, label_smoothing=0.3)
+
+
+@pytest.mark.parametrize(("activation", "layers"), SMOOTHED)
+def test_label_smoothing_objective_never_increases_during_warmup(rng, activation, layers):
+    assert_warmup_descends(rng, activation, "cross_entropy", layers, label_smoothing=0.3)
+
+
+def test_label_smoothing_changes_the_training(rng):
+    """Smoothing is not ignored: the weights and objective differ from s = 0."""
+    X, y = make_data(rng, (5, 6, 3), "cross_entropy", 40)
+    plain = ADMMNetwork((5, 6, 3), loss="cross_entropy", seed=1).fit(X, y, 3)
+    smooth = ADMMNetwork((5, 6, 3), loss="cross_entropy", seed=1, label_smoothing=0.3).fit(X, y, 3)
+    assert not np.allclose(plain.weights[-1], smooth.weights[-1], rtol=1e-6, atol=0)
+    assert plain.history[-1]["objective"] != smooth.history[-1]["objective"]
+
+
+@pytest.mark.parametrize("loss", ["hinge", "squared", "logistic"])
+def test_label_smoothing_needs_the_cross_entropy_loss(loss):
+    with pytest.raises(
+        ValueError, match=rf"label_smoothing 0\.3 needs loss cross_entropy, not '{loss}'"
+    ):
+        ADMMNetwork((5, 6, 3), loss=loss, label_smoothing=0.3)
+    assert ADMMNetwork((5, 6, 3), loss=loss, label_smoothing=0.0).label_smoothing == 0.0
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\)"):
+            ADMMNetwork((5, 6, 3), loss="cross_entropy", label_smoothing=bad)
+
+
+def test_label_smoothing_flag_and_run_header():
+    from admm.config import Config
+    from admm.train import UsageError, parse_args
+
+    args = parse_args(["--loss", "cross_entropy", "--label-smoothing", "0.3"])
+    assert args.label_smoothing == 0.3
+    assert parse_args([]).label_smoothing == 0.0
+    with pytest.raises(UsageError, match=r"--label-smoothing 0\.3 needs --loss cross_entropy"):
+        parse_args(["--label-smoothing", "0.3"])  # the default loss is the hinge
+    with pytest.raises(UsageError, match=r"must be a number in \[0, 1\)"):
+        parse_args(["--loss", "cross_entropy", "--label-smoothing", "1"])
+    line = Config(loss="cross_entropy", label_smoothing=0.3).describe(1)
+    assert line[line.index("loss cross_entropy") + 1] == "label smoothing 0.3"
+    assert not any("smoothing" in text for text in Config(loss="cross_entropy").describe(1))
+
+
+def test_label_smoothing_model_files(rng, tmp_path):
+    """A model keeps its label smoothing; one without any is the file an older
+    admm wrote (no such array) and an old file loads with none."""
+    X, y = make_data(rng, (5, 6, 3), "cross_entropy", 40)
+    net = ADMMNetwork((5, 6, 3), loss="cross_entropy", label_smoothing=0.3).fit(X, y, 2)
+    net.save(tmp_path / "s.npz")
+    assert float(np.load(tmp_path / "s.npz")["label_smoothing"]) == 0.3
+    loaded = admm.load(tmp_path / "s.npz")
+    assert loaded.label_smoothing == 0.3
+    np.testing.assert_array_equal(loaded.decision_function(X), net.decision_function(X))
+    ADMMNetwork((5, 6, 3), loss="cross_entropy").fit(X, y, 2).save(tmp_path / "plain.npz")
+    assert "label_smoothing" not in np.load(tmp_path / "plain.npz").files
+    assert admm.load(tmp_path / "plain.npz").label_smoothing == 0.0
 
 
 @pytest.mark.parametrize(("activation", "loss", "layers"), CASES)
@@ -144,6 +223,11 @@ def test_binary_tasks_need_labels_zero_and_one(rng):
             "activation leaky_relu, negative slope 0.05",
         ),
         (["--activation", "step", "--layers", "20,16,3"], 3, "activation step"),
+        (
+            ["--loss", "cross_entropy", "--label-smoothing", "0.1", "--layers", "20,16,3"],
+            3,
+            "loss cross_entropy, label smoothing 0.1",
+        ),
     ],
 )
 def test_the_program_trains_and_evaluates_every_part(tmp_path, flags, classes, header):

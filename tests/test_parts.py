@@ -164,3 +164,36 @@ def test_probabilities_are_scipy_s_without_overflow(rng):
     proba = losses.get("logistic").proba(one)
     np.testing.assert_allclose(proba[:, 1], expit(one[:, 0]), rtol=1e-12, atol=1e-300)
     assert np.all(np.isfinite(proba))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3, 0.9])
+def test_cross_entropy_value_with_label_smoothing(rng, smoothing):
+    """``value`` is ``sum_j logsumexp(z_j) - <t_j, z_j>`` with the smoothed targets
+    ``t_j = (1 - s) e_{y_j} + s / n_L``, written out directly; ``proba`` ignores s."""
+    from scipy.special import logsumexp, softmax
+
+    k = 5
+    loss = losses.get("cross_entropy", Config(loss="cross_entropy", label_smoothing=smoothing))
+    assert loss.label_smoothing == smoothing
+    z = np.concatenate([rng.normal(0, 3, (30, k)), [[800.0, -700.0, 0.0, 799.0, 5.0]]])
+    labels = rng.integers(0, k, z.shape[0])
+    t = np.full(z.shape, smoothing / k)
+    t[np.arange(z.shape[0]), labels] += 1.0 - smoothing
+    expected = sum(logsumexp(z[j]) - t[j] @ z[j] for j in range(z.shape[0]))
+    np.testing.assert_allclose(loss.value(z, labels), expected, rtol=1e-13)
+    if smoothing:
+        plain = losses.get("cross_entropy").value(z, labels)
+        assert abs(loss.value(z, labels) - plain) > 1e-3 * abs(plain)
+    np.testing.assert_array_equal(loss.proba(z), losses.get("cross_entropy").proba(z))
+    np.testing.assert_allclose(loss.proba(z), softmax(z, axis=1), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_update_returns_the_smoothed_value(rng, dtype):
+    """The update's loss term is ``value`` of its result, both smoothed alike."""
+    loss = losses.get("cross_entropy", Config(loss="cross_entropy", label_smoothing=0.3))
+    z = rng.normal(0, 2, (40, 4)).astype(dtype)
+    lam = rng.normal(0, 0.5, (40, 4)).astype(dtype)
+    labels = rng.integers(0, 4, 40)
+    value, _, _ = loss.update(z, lam, labels, 0.5, True)
+    np.testing.assert_allclose(value, loss.value(z, labels), rtol=1e-12)

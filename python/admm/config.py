@@ -386,6 +386,20 @@ class Config:
         "output loss: " + losses.summary(),
         header=Header(1, 3, lambda c: f"loss {c.loss}"),
     )
+    label_smoothing: float = option(
+        0.0,
+        Interval(lambda v: 0 <= v < 1, "a number in [0, 1)", metavar="S"),
+        "label smoothing of the cross_entropy loss (PyTorch's name): the target of label y "
+        "is (1 - S) e_y + S / n_L; 0: one-hot targets",
+        legacy=0.0,
+        late_in_checkpoints=True,
+        late_in_models=True,
+        header=Header(
+            1,
+            4,
+            lambda c: f"label smoothing {c.label_smoothing:g}" if c.label_smoothing else None,
+        ),
+    )
     beta: float | tuple[float, ...] = option(
         0.2,
         PerLayer("weights", metavar="B[,B...]"),
@@ -529,7 +543,7 @@ class Config:
         "float64",
         DType(),
         "precision of data, activations and weights",
-        header=Header(1, 4, lambda c: f"dtype {c.dtype}"),
+        header=Header(1, 5, lambda c: f"dtype {c.dtype}"),
     )
     seed: int = option(
         0,
@@ -562,6 +576,11 @@ class Config:
             raise ValueError(
                 f"rho_final {self.rho_final:g} needs rho_decay_iterations of at least 1 (the "
                 "iteration by which the ridge has fallen to it)"
+            )
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ValueError(
+                f"label_smoothing {self.label_smoothing:g} needs loss cross_entropy, "
+                f"not {self.loss!r}"
             )
 
     # ------------------------------------------------------------ reading

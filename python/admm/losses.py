@@ -184,16 +184,26 @@ class Squared(Loss):
 
 @register
 class CrossEntropy(Loss):
-    """Softmax cross-entropy on integer labels, ``logsumexp(z) - z_y`` per sample.
+    """Softmax cross-entropy on integer labels, ``logsumexp(z) - <t, z>`` per sample.
 
-    The output update minimises, per sample, a smooth strictly convex function
-    of the ``n_L`` outputs (safeguarded Newton in double precision, the
-    Hessian a diagonal plus a rank-one term, solved by Sherman-Morrison).
-    :meth:`proba` is the softmax of the outputs.
+    The target of label ``y`` is ``t = (1 - s) e_y + s / n_L`` with
+    ``label_smoothing`` ``s`` in ``[0, 1)`` (PyTorch's name and meaning; 0,
+    the default: ``logsumexp(z) - z_y``). The output update minimises, per
+    sample, a smooth strictly convex function of the ``n_L`` outputs
+    (safeguarded Newton in double precision, the Hessian a diagonal plus a
+    rank-one term, solved by Sherman-Morrison). :meth:`proba` is the softmax
+    of the outputs.
     """
 
     name = "cross_entropy"
     description = "softmax cross-entropy on the labels"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = float(label_smoothing)
+
+    @classmethod
+    def from_options(cls, options: Any) -> Loss:
+        return cls(0.0 if options is None else options.label_smoothing)
 
     def targets(self, y: Any, m: int, n_out: int, dtype: np.dtype) -> np.ndarray:
         return _class_labels(y, m, n_out)
@@ -201,12 +211,18 @@ class CrossEntropy(Loss):
     def update(
         self, z: np.ndarray, lam: np.ndarray, targets: np.ndarray, beta: float, multiplier: bool
     ) -> tuple[float, float, float]:
-        return output_cross_entropy_update(z, lam, targets, beta, multiplier)
+        return output_cross_entropy_update(
+            z, lam, targets, beta, multiplier, label_smoothing=self.label_smoothing
+        )
 
     def value(self, z: np.ndarray, targets: np.ndarray) -> float:
         z = np.asarray(z, dtype=np.float64)
         picked = z[np.arange(z.shape[0]), np.asarray(targets)]
-        return float(np.sum(_logsumexp(z) - picked))
+        loss = _logsumexp(z) - picked
+        if self.label_smoothing:
+            # logsumexp(z) - <t, z> = (logsumexp(z) - z_y) + s (z_y - mean(z))
+            loss = loss + self.label_smoothing * (picked - z.mean(axis=1))
+        return float(np.sum(loss))
 
     def proba(self, scores: np.ndarray) -> np.ndarray:
         """Class probabilities ``(m, n_L)``: the softmax of the outputs."""

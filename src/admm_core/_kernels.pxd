@@ -87,12 +87,13 @@ cdef void logistic_output_update(
     floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t s_sample,
     double beta, bint update_multiplier, double* sums,
 ) noexcept nogil
-# Softmax cross-entropy over k classes, labels in 0..k-1, per sample by Newton
-# in double (Sherman-Morrison solves); work holds 6 k doubles of scratch.
+# Softmax cross-entropy over k classes, labels in 0..k-1, with label smoothing
+# s in [0, 1) (targets (1 - s) e_y + s / k; 0: none), per sample by Newton in
+# double (Sherman-Morrison solves); work holds 6 k doubles of scratch.
 cdef void cross_entropy_output_update(
     floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
     Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
-    double* work, double* sums,
+    double label_smoothing, double* work, double* sums,
 ) noexcept nogil
 cdef void squared_output_update(
     floating* z, floating* lam, const floating* targets, Py_ssize_t m, Py_ssize_t k,

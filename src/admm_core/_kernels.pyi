@@ -49,6 +49,7 @@ def output_cross_entropy_update(
     labels: npt.ArrayLike,
     beta: float,
     update_multiplier: bool,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, float, float]: ...
 def output_squared_update(
     z: FloatArray,

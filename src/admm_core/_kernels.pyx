@@ -439,24 +439,57 @@ cdef inline double _logsumexp(const double* x, Py_ssize_t k) noexcept nogil:
     return mx + log(acc)
 
 
+# Label smoothing s in [0, 1): the target of label y over k classes is
+# t = (1 - s) e_y + s / k, and C(x, y) = logsumexp(x) - <t, x>. The helpers
+# below give t_c and C so that s = 0 computes the unsmoothed numbers to the
+# bit (t_c exactly 1 or 0; C the old logsumexp(x) - x_y plus an exact 0).
+
+
+cdef inline double _ce_target(Py_ssize_t c, Py_ssize_t y, Py_ssize_t k,
+                              double s) noexcept nogil:
+    # t_c = (1 - s) [c == y] + s / k
+    return (1.0 - s if c == y else 0.0) + s / <double>k
+
+
+cdef inline double _ce_smoothing(const double* x, Py_ssize_t y, Py_ssize_t k,
+                                 double s) noexcept nogil:
+    # C(x, y) - (logsumexp(x) - x_y) = x_y - <t, x> = s (x_y - mean(x)); 0 at s = 0.
+    cdef Py_ssize_t i
+    cdef double acc = 0.0
+    if s == 0.0:
+        return 0.0
+    for i in range(k):
+        acc += x[i]
+    return s * (x[y] - acc / <double>k)
+
+
+cdef inline double _ce_loss(const double* x, Py_ssize_t y, Py_ssize_t k,
+                            double s) noexcept nogil:
+    # C(x, y) = logsumexp(x) - <t, x>, the label-smoothed cross-entropy
+    return (_logsumexp(x, k) - x[y]) + _ce_smoothing(x, y, k, s)
+
+
 cdef inline double _ce_objective(const double* x, const double* mv, const double* lv,
-                                 Py_ssize_t y, Py_ssize_t k, double beta) noexcept nogil:
-    # logsumexp(x) - x_y + <x, lam> + beta ||x - m||^2
+                                 Py_ssize_t y, Py_ssize_t k, double beta,
+                                 double s) noexcept nogil:
+    # C(x, y) + <x, lam> + beta ||x - m||^2
     cdef Py_ssize_t i
     cdef double f = 0.0, d
     for i in range(k):
         d = x[i] - mv[i]
         f += x[i] * lv[i] + beta * d * d
-    return f + (_logsumexp(x, k) - x[y])
+    return f + _ce_loss(x, y, k, s)
 
 
 cdef void _ce_prox(double* x, const double* mv, const double* lv, Py_ssize_t y,
-                   Py_ssize_t k, double beta, double* p, double* d,
+                   Py_ssize_t k, double beta, double s, double* p, double* d,
                    double* xt) noexcept nogil:
-    # Newton's method on the strictly convex F(x) = logsumexp(x) - x_y
-    # + <x, lam> + beta ||x - m||^2 from x = m (x holds m on entry). The
-    # Hessian diag(p) - p p^T + 2 beta I = D - p p^T is solved by
-    # Sherman-Morrison in O(k): 1 - p^T D^{-1} p >= 2 beta / (1 + 2 beta) > 0.
+    # Newton's method on the strictly convex F(x) = C(x, y) + <x, lam>
+    # + beta ||x - m||^2 from x = m (x holds m on entry), C smoothed by s:
+    # its gradient is softmax(x) - t, its Hessian that of s = 0 (t does not
+    # depend on x). The Hessian diag(p) - p p^T + 2 beta I = D - p p^T is
+    # solved by Sherman-Morrison in O(k):
+    # 1 - p^T D^{-1} p >= 2 beta / (1 + 2 beta) > 0.
     # Steps are damped by backtracking (Armijo) while the objective can
     # still tell them apart; once the predicted decrease is at the rounding
     # level of F, plain Newton steps polish x for as long as they shrink,
@@ -477,14 +510,14 @@ cdef void _ce_prox(double* x, const double* mv, const double* lv, Py_ssize_t y,
             p[i] = exp(x[i] - mx)
             acc += p[i]
         lse = mx + log(acc)
-        f = lse - x[y]
+        f = (lse - x[y]) + _ce_smoothing(x, y, k, s)
         pa = 0.0
         pb = 0.0
         xn = 1.0
         for i in range(k):
             p[i] /= acc
             f += x[i] * lv[i] + beta * (x[i] - mv[i]) * (x[i] - mv[i])
-            gi = p[i] - (1.0 if i == y else 0.0) + lv[i] + 2.0 * beta * (x[i] - mv[i])
+            gi = p[i] - _ce_target(i, y, k, s) + lv[i] + 2.0 * beta * (x[i] - mv[i])
             di = p[i] + 2.0 * beta
             d[i] = gi / di  # D^{-1} g, for now
             pa += p[i] * d[i]
@@ -516,7 +549,7 @@ cdef void _ce_prox(double* x, const double* mv, const double* lv, Py_ssize_t y,
         while True:
             for i in range(k):
                 xt[i] = x[i] + t * d[i]
-            ft = _ce_objective(xt, mv, lv, y, k, beta)
+            ft = _ce_objective(xt, mv, lv, y, k, beta, s)
             if ft <= f + 1e-4 * t * gd:
                 break
             t *= 0.5
@@ -533,7 +566,7 @@ cdef void _ce_prox(double* x, const double* mv, const double* lv, Py_ssize_t y,
 cdef void cross_entropy_output_update(
     floating* z, floating* lam, const int64_t* labels, Py_ssize_t m, Py_ssize_t k,
     Py_ssize_t s_sample, Py_ssize_t s_class, double beta, bint update_multiplier,
-    double* work, double* sums,
+    double label_smoothing, double* work, double* sums,
 ) noexcept nogil:
     cdef Py_ssize_t j, c, idx, y
     cdef double* x = work
@@ -548,7 +581,8 @@ cdef void cross_entropy_output_update(
             mv[c] = z[idx]
             lv[c] = lam[idx]
             x[c] = mv[c]
-        _ce_prox(x, mv, lv, y, k, beta, work + 3 * k, work + 4 * k, work + 5 * k)
+        _ce_prox(x, mv, lv, y, k, beta, label_smoothing, work + 3 * k, work + 4 * k,
+                 work + 5 * k)
         for c in range(k):
             idx = j * s_sample + c * s_class
             z[idx] = <floating>x[c]
@@ -559,7 +593,7 @@ cdef void cross_entropy_output_update(
             zv = x[c]
             s_dot += zv * lam[idx]
             s_res += r * r
-        s_loss += _logsumexp(x, k) - x[y]
+        s_loss += _ce_loss(x, y, k, label_smoothing)
     sums[0] += s_loss
     sums[1] += s_dot
     sums[2] += s_res
@@ -759,7 +793,7 @@ cdef int CROSS_ENTROPY = 3
 
 cdef double[::1] _labelled(floating[:, :] z, floating[:, :] lam, const int64_t[::1] labels,
                            Py_ssize_t s0, Py_ssize_t s1, double beta, bint update,
-                           int loss):
+                           int loss, double label_smoothing):
     cdef double[::1] sums = np.zeros(3)
     cdef double[::1] work
     if z.shape[0] == 0 or z.shape[1] == 0:
@@ -778,13 +812,15 @@ cdef double[::1] _labelled(floating[:, :] z, floating[:, :] lam, const int64_t[:
                                    beta, update, &sums[0])
         else:
             cross_entropy_output_update(&z[0, 0], &lam[0, 0], &labels[0], z.shape[0],
-                                        z.shape[1], s0, s1, beta, update, &work[0],
-                                        &sums[0])
+                                        z.shape[1], s0, s1, beta, update, label_smoothing,
+                                        &work[0], &sums[0])
     return sums
 
 
-def _output_call(z, lam, labels, double beta, bint update_multiplier, int loss):
-    """Check the arguments of a labelled output update and run its kernel."""
+def _output_call(z, lam, labels, double beta, bint update_multiplier, int loss,
+                 double label_smoothing=0.0):
+    """Check the arguments of a labelled output update and run its kernel
+    (``label_smoothing``: the cross-entropy's, checked by its wrapper)."""
     _check_float(z, "z")
     _check_same_layout(z, lam, "z", "lam")
     s0, s1 = _output_strides(z)
@@ -800,9 +836,11 @@ def _output_call(z, lam, labels, double beta, bint update_multiplier, int loss):
     if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
         raise ValueError(f"labels must lie in 0..{n_labels - 1}")
     if z.dtype == np.float32:
-        sums = _labelled[float](z, lam, labels, s0, s1, beta, update_multiplier, loss)
+        sums = _labelled[float](z, lam, labels, s0, s1, beta, update_multiplier, loss,
+                                label_smoothing)
     else:
-        sums = _labelled[double](z, lam, labels, s0, s1, beta, update_multiplier, loss)
+        sums = _labelled[double](z, lam, labels, s0, s1, beta, update_multiplier, loss,
+                                 label_smoothing)
     return float(sums[0]), float(sums[1]), float(sums[2])
 
 
@@ -840,24 +878,33 @@ def output_logistic_update(z, lam, labels, double beta, bint update_multiplier):
     return _output_call(z, lam, labels, beta, update_multiplier, LOGISTIC)
 
 
-def output_cross_entropy_update(z, lam, labels, double beta, bint update_multiplier):
+def output_cross_entropy_update(z, lam, labels, double beta, bint update_multiplier,
+                                double label_smoothing=0.0):
     """Output z-update (5) for softmax cross-entropy, fused with (6), in place.
 
     ``z`` and ``lam`` are ``(m, n_L)`` arrays of one dtype and memory order
     (on entry ``z`` holds ``W_L a_{L-1}``), ``labels`` ``m`` class indices in
-    ``0 .. n_L-1``, and ``C(z, y) = logsumexp(z) - z_y``. Each sample's
-    ``z`` minimises the strictly convex ``C(z, y) + <z, lam> + beta ||z -
-    m||^2``: Newton's method in double from ``z = m``, the Hessian
-    ``diag(p) - p p^T + 2 beta I`` (``p = softmax(z)``) solved by
-    Sherman-Morrison in ``O(n_L)``, with backtracking while the objective
-    can resolve the decrease, then plain Newton steps until the step is at
-    the rounding level of ``z`` (or stops shrinking). ``update_multiplier``
-    as in :func:`output_hinge_update`.
+    ``0 .. n_L-1``. With ``label_smoothing`` ``s`` in ``[0, 1)`` (PyTorch's
+    name and meaning) the target of label ``y`` is the distribution
+    ``t = (1 - s) e_y + s / n_L`` and ``C(z, y) = logsumexp(z) - <t, z>``
+    (``logsumexp(z) - z_y`` at ``s = 0``, computed to the same bits as
+    without smoothing). Each sample's ``z`` minimises the strictly convex
+    ``C(z, y) + <z, lam> + beta ||z - m||^2``: Newton's method in double
+    from ``z = m``, the gradient ``softmax(z) - t + lam + 2 beta (z - m)``,
+    the Hessian ``diag(p) - p p^T + 2 beta I`` (``p = softmax(z)``, the same
+    for every ``s``) solved by Sherman-Morrison in ``O(n_L)``, with
+    backtracking while the objective can resolve the decrease, then plain
+    Newton steps until the step is at the rounding level of ``z`` (or stops
+    shrinking). ``update_multiplier`` as in :func:`output_hinge_update`.
+    ``ValueError`` for ``label_smoothing`` outside ``[0, 1)`` (or NaN).
 
     Returns ``(loss, <z, lam>, ||z - W_L a_{L-1}||^2)`` with the new ``lam``;
-    the loss is ``sum_j logsumexp(z_j) - z_{j, y_j}``.
+    the loss is ``sum_j C(z_j, y_j)``, the smoothed one.
     """
-    return _output_call(z, lam, labels, beta, update_multiplier, CROSS_ENTROPY)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    return _output_call(z, lam, labels, beta, update_multiplier, CROSS_ENTROPY,
+                        label_smoothing)
 
 
 cdef double[::1] _squared(floating[:, :] z, floating[:, :] lam, const floating[:, :] y,
