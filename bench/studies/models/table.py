@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slow-iterations", type=int, default=20, help="for sigmoid and tanh")
     p.add_argument("--out", default="table.md")
     p.add_argument("--only", choices=("mnist", "fashion-mnist"), default=None, help="one data set")
-    p.add_argument("--rows", nargs="*", help="only the rows whose label holds one of these")
+    p.add_argument("--rows", nargs="*", help="only the rows whose label starts with one of these")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             jobs += [(label, binary, None, [*flags, *setting, "--layers", "784,500,500,1"],
                       f"{name} {pair[0]} vs {pair[1]}") for label, flags in BINARY]  # fmt: skip
             for label, data, data_dir, flags, shown in jobs:
-                if args.rows and not any(r in label for r in args.rows):
+                if args.rows and not any(label.startswith(r) for r in args.rows):
                     continue
                 slow = any(f in SLOW for f in flags)
                 result = run(
