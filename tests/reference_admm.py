@@ -207,8 +207,9 @@ class ReferenceADMM:
     ``l = L-1 .. 1`` after the multiplier update, and :meth:`objective` is
     then that of the state before the sweep; ``refit_every`` ``K`` replaces
     the weights by :func:`forward_refit` of the state (with the ridge of the
-    iteration) after every K-th iteration, :meth:`objective` staying that of
-    the weights before it.
+    iteration) after every K-th iteration (after iterations ``F, F + K, ...``
+    with ``refit_first`` ``F``), :meth:`objective` staying that of the
+    weights before it.
 
     ``label_smoothing`` ``s`` (cross-entropy): the target column of label
     ``y`` is ``(1 - s) e_y + s / n_L`` instead of ``e_y``, in the output
@@ -240,6 +241,7 @@ class ReferenceADMM:
         backward_sweep: bool = False,
         negative_slope: float = 0.01,
         refit_every: int = 0,
+        refit_first: int = 0,
         label_smoothing: float = 0.0,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
@@ -268,6 +270,9 @@ class ReferenceADMM:
         self.inertia = float(inertia)
         self.backward_sweep = bool(backward_sweep)
         self.refit_every = int(refit_every)
+        # Iterations (from 1) after which the weights are refit.
+        first = int(refit_first) or self.refit_every
+        self.refit_at = set(range(first, 10**6, self.refit_every)) if self.refit_every else set()
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -396,7 +401,7 @@ class ReferenceADMM:
                 notify(f"a{l}")
                 self._hidden_z_update(l)
                 notify(f"z{l}")
-        if self.refit_every and (self.t + 1) % self.refit_every == 0:
+        if self.t + 1 in self.refit_at:
             # The objective reported stays that of the iteration's own weights.
             self.swept_objective = self.objective()
             self.weights = forward_refit(self.X.T, self.z, self.ridge, self.activation)

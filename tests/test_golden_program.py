@@ -329,6 +329,7 @@ ADDED_FLAGS = {
     "validation",  # issue 16: the validation split
     "patience",  # issue 16: early stopping on it
     "refit_every",  # issue 16: the forward refit during training
+    "refit_first",  # issue 16: and the iteration of its first refit
     "label_smoothing",  # the cross-entropy's label smoothing (PyTorch's name)
 }
 CHANGED_HELP = {

@@ -22,11 +22,12 @@ from test_extensions import LAYERS, OPTIONS, data, reference
 TIMEOUT = 120
 
 
-@pytest.mark.parametrize("every", [1, 2, 3])
+@pytest.mark.parametrize(("every", "first"), [(1, 0), (2, 0), (3, 0), (3, 2), (2, 1), (4, 6)])
 @pytest.mark.parametrize("backward_sweep", [False, True])
-def test_refit_every_matches_reference(rng, every, backward_sweep):
+def test_refit_every_matches_reference(rng, every, first, backward_sweep):
     X, y = data(rng)
-    options = {**OPTIONS, "refit_every": every, "backward_sweep": backward_sweep}
+    options = {**OPTIONS, "refit_every": every, "refit_first": first,
+               "backward_sweep": backward_sweep}  # fmt: skip
     net = ADMMNetwork(LAYERS, seed=2, **options).fit(X, y, iterations=7)
     ref = reference(net.__class__(LAYERS, seed=2), X, y, **options)
     objectives = []
@@ -52,6 +53,41 @@ def test_refit_every_changes_the_trajectory_and_off_is_the_default(rng):
     again.refit()
     for w, v in zip(refit.weights, again.weights, strict=True):
         np.testing.assert_allclose(w, v, rtol=1e-12, atol=1e-12)
+
+
+def test_refit_first_refits_after_the_iterations_it_names(rng):
+    """``refit_every=3, refit_first=2``: the refits after iterations 2, 5 and 8,
+    as a loop of ``step`` with ``refit`` at those iterations does, bit for bit."""
+    X, y = data(rng)
+    config = admm.Config(refit_every=3, refit_first=2)
+    assert [i for i in range(1, 12) if config.refits_after(i)] == [2, 5, 8, 11]
+    assert [i for i in range(1, 8) if admm.Config(refit_every=3).refits_after(i)] == [3, 6]
+    assert not any(admm.Config().refits_after(i) for i in range(1, 8))
+    scheduled = ADMMNetwork(LAYERS, seed=2, **OPTIONS, refit_every=3, refit_first=2)
+    scheduled.fit(X, y, iterations=8)
+    by_hand = ADMMNetwork(LAYERS, seed=2, **OPTIONS).fit(X, y, iterations=0)
+    for it in range(1, 9):
+        by_hand.step()
+        if it in (2, 5, 8):
+            by_hand.refit()
+    for w, v in zip(scheduled.weights, by_hand.weights, strict=True):
+        np.testing.assert_array_equal(w, v)
+    assert [h["objective"] for h in scheduled.history] == [h["objective"] for h in by_hand.history]
+    # The default (first = K) is not this schedule.
+    every3 = ADMMNetwork(LAYERS, seed=2, **OPTIONS, refit_every=3).fit(X, y, iterations=8)
+    assert every3.history[2]["objective"] != scheduled.history[2]["objective"]
+
+
+def test_refit_first_is_validated_a_flag_and_in_the_header():
+    with pytest.raises(ValueError, match="refit_first 2 needs refit_every of at least 1"):
+        ADMMNetwork(LAYERS, refit_first=2)
+    with pytest.raises(ValueError, match="refit_first must be a non-negative integer"):
+        ADMMNetwork(LAYERS, refit_every=2, refit_first=-1)
+    assert parse_args(["--refit-every", "3", "--refit-first", "2"]).refit_first == 2
+    assert parse_args([]).refit_first == 0
+    described = admm.Config(refit_every=3, refit_first=2).describe(3)
+    assert "refit every 3 iterations from iteration 2" in described
+    assert "refit every 3 iterations" in admm.Config(refit_every=3).describe(3)
 
 
 def test_refit_every_is_validated_and_a_flag():

@@ -338,6 +338,13 @@ def _ridge(c: Config) -> str:
     return text
 
 
+def _refit_schedule(c: Config) -> str | None:
+    if not c.refit_every:
+        return None
+    text = f"refit every {c.refit_every} iterations"
+    return text + f" from iteration {c.refit_first}" if c.refit_first else text
+
+
 def _continuation(c: Config) -> str:
     def cap(value: Any) -> str:
         return "no cap" if value is None else format_floats(value)
@@ -478,9 +485,16 @@ class Config:
         # How the weights were trained, not how they predict.
         model=False,
         late_in_checkpoints=True,
-        header=Header(
-            3, 8, lambda c: f"refit every {c.refit_every} iterations" if c.refit_every else None
-        ),
+        header=Header(3, 8, lambda c: _refit_schedule(c)),
+    )
+    refit_first: int = option(
+        0,
+        Integer(0, metavar="F"),
+        "with --refit-every K: the first refit after iteration F, the next ones every K "
+        "iterations after it (F, F + K, F + 2K, ...); 0: K (after K, 2K, ...)",
+        legacy=0,
+        model=False,
+        late_in_checkpoints=True,
     )
     beta_growth: float = option(
         1.0,
@@ -577,6 +591,11 @@ class Config:
                 f"rho_final {self.rho_final:g} needs rho_decay_iterations of at least 1 (the "
                 "iteration by which the ridge has fallen to it)"
             )
+        if self.refit_first and not self.refit_every:
+            raise ValueError(
+                f"refit_first {self.refit_first} needs refit_every of at least 1 (the "
+                "iterations between refits)"
+            )
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError(
                 f"label_smoothing {self.label_smoothing:g} needs loss cross_entropy, "
@@ -584,6 +603,15 @@ class Config:
             )
 
     # ------------------------------------------------------------ reading
+
+    def refits_after(self, iteration: int) -> bool:
+        """Whether the forward refit of ``refit_every`` runs after ``iteration``
+        (counted from 1): after ``F, F + K, F + 2K, ...`` with ``K =
+        refit_every`` and ``F = refit_first`` (``K`` when 0); never when ``K``
+        is 0."""
+        every = self.refit_every
+        first = self.refit_first or every
+        return bool(every) and iteration >= first and (iteration - first) % every == 0
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated."""

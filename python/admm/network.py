@@ -305,8 +305,7 @@ class ADMMNetwork:
             # The factored matrices are reduced sums or built from the
             # weights, identical on every rank: every rank fails here.
             raise NumericalError(f"numerical failure at iteration {t + 1}: {exc}", t + 1) from None
-        every = self.config.refit_every
-        if every and (t + 1) % every == 0:
+        if self.config.refits_after(t + 1):
             # The forward refit as part of the iteration (and of its time),
             # with the ridge of this iteration.
             solver.weights = solver.refit(self.ridges(t), t + 1)
