@@ -132,3 +132,17 @@ def test_refit_every_through_the_program_matches_the_library(tmp_path: Path):
     saved = admm.load(tmp_path / "m.npz")
     for w, v in zip(saved.weights, net.weights, strict=True):
         np.testing.assert_allclose(w, v, rtol=1e-8, atol=1e-8 * np.abs(v).max())
+
+
+@pytest.mark.mpi
+def test_phase_profile_shows_the_refits_of_the_fast_preset(shared_mnist):
+    """``bench.studies.speed.phases`` on 2,000 images: the refits of ``--preset
+    fast`` after iterations 2 and 5 (one call per weight layer), none other."""
+    repo = Path(__file__).resolve().parent.parent
+    args = ["-m", "bench.studies.speed.phases", "--data-dir", str(shared_mnist)]
+    args += ["--preset", "fast", "--train", "2000", "--iterations", "6"]
+    lines = run_mpi(2, args, timeout=TIMEOUT, cwd=repo).stdout.splitlines()
+    assert len(lines[0].split(":")[1].split()) == 6  # seconds of six iterations
+    assert lines[1] == "refits after iterations: 2 5"
+    phases = {line.split()[0]: int(line.split()[-2]) for line in lines[3:]}
+    assert phases["refit"] == 6 and phases["iteration"] == 6 and phases["weights"] == 18

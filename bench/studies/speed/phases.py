@@ -39,15 +39,19 @@ def main(argv: list[str] | None = None) -> None:
     net = admm.ADMMNetwork(MNIST_LAYERS, **options, comm=comm)
     net.fit(X, y, iterations=0)
     timer = admm.PhaseTimer()
-    seconds = []
+    seconds, refits = [], []
     with timer:
-        for _ in range(args.iterations):
+        for it in range(1, args.iterations + 1):
             comm.Barrier()
             started = time.perf_counter()
+            before = timer.calls["refit"]
             net.step()
             seconds.append(comm.allreduce(time.perf_counter() - started, op=MPI.MAX))
+            if timer.calls["refit"] > before:
+                refits.append(it)
     if comm.rank == 0:
         print("seconds per iteration:", " ".join(f"{s:.2f}" for s in seconds))
+        print("refits after iterations:", " ".join(map(str, refits)) or "none")
         print(f"total {sum(seconds):.2f} s over {args.iterations} iterations (rank 0's phases):")
         for name, s in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {name:12s} {s:7.2f} s  in {timer.calls[name]} calls")
