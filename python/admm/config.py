@@ -485,7 +485,7 @@ class Config:
         # How the weights were trained, not how they predict.
         model=False,
         late_in_checkpoints=True,
-        header=Header(3, 8, lambda c: _refit_schedule(c)),
+        header=Header(3, 8, _refit_schedule),
     )
     refit_first: int = option(
         0,
