@@ -272,7 +272,7 @@ class ReferenceADMM:
         self.refit_every = int(refit_every)
         # Iterations (from 1) after which the weights are refit.
         first = int(refit_first) or self.refit_every
-        self.refit_at = set(range(first, 10**6, self.refit_every)) if self.refit_every else set()
+        self.refit_at = range(first, 2**62, self.refit_every) if self.refit_every else range(0)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean

@@ -338,6 +338,11 @@ def _ridge(c: Config) -> str:
     return text
 
 
+def _unit_interval(metavar: str) -> Interval:
+    """A number in [0, 1): a fraction that must stay below one."""
+    return Interval(lambda v: 0 <= v < 1, "a number in [0, 1)", metavar=metavar)
+
+
 def _refit_schedule(c: Config) -> str | None:
     if not c.refit_every:
         return None
@@ -395,7 +400,7 @@ class Config:
     )
     label_smoothing: float = option(
         0.0,
-        Interval(lambda v: 0 <= v < 1, "a number in [0, 1)", metavar="S"),
+        _unit_interval("S"),
         "label smoothing of the cross_entropy loss (PyTorch's name): the target of label y "
         "is (1 - S) e_y + S / n_L; 0: one-hot targets",
         legacy=0.0,
@@ -456,7 +461,7 @@ class Config:
     )
     inertia: float = option(
         0.0,
-        Interval(lambda v: 0 <= v < 1, "a number in [0, 1)", metavar="C"),
+        _unit_interval("C"),
         "extrapolate every weight update from iteration 1 on: W_l <- W_l + C (W_l - "
         "W_l of the previous iteration), C in [0, 1); 0: off (ADMM.md)",
         legacy=0.0,

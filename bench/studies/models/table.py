@@ -13,9 +13,10 @@ and smooth activations and the hinge, squared and logistic losses, the same
 with the output layer's penalty held at 0.5 and label smoothing 0.3 for
 the cross-entropy, and ``--preset binary`` for the step and sign units.
 Every run is float32 (half the time of an iteration; the cross-entropy's
-float64 run against its target is in ``docs/models.md``). MNIST's images are deskewed (``--deskew``, the one
-digit-specific step), Fashion-MNIST's are not. The binary tasks train one
-output on two classes of the data set::
+float64 run against its target is in ``docs/models.md``). MNIST's images
+are deskewed (``--deskew``, the one digit-specific step), Fashion-MNIST's
+are not. The binary tasks train one output on two classes of the data
+set::
 
     python -m bench.studies.models.table --data-dir ../shared/data/mnist \\
         --fashion-dir /usr/share/datasets/fashion-mnist --out table.md
