@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from admm_core import shear_images
+
 #: Rows converted to float64 at a time for the moments of :func:`deskew`.
 MOMENT_BLOCK = 4096
 
@@ -76,7 +78,9 @@ def deskew(X: np.ndarray) -> np.ndarray:
     (float64 for integer input); ``X`` is not modified. The moments and the
     interpolation are computed in float64 whatever the dtype. Besides the
     result it needs ``MOMENT_BLOCK`` rows of ``X`` in float64 and
-    ``SCRATCH_PER_IMAGE`` float64 numbers per image at a time.
+    ``SCRATCH_PER_IMAGE`` float64 numbers per image at a time. The
+    interpolation is the compiled :func:`admm_core.shear_images`, bit for
+    bit ``scipy.ndimage.affine_transform(order=1, mode="grid-constant")``.
 
     Raises
     ------
@@ -84,9 +88,6 @@ def deskew(X: np.ndarray) -> np.ndarray:
         ``X`` not 2-D, its width not a perfect square, a negative, NaN or
         infinite pixel.
     """
-    # Imported here: scipy.ndimage adds 5 MB to every rank that never deskews.
-    from scipy import ndimage
-
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"deskew needs a 2-D array of images, got shape {X.shape}")
@@ -118,21 +119,19 @@ def deskew(X: np.ndarray) -> np.ndarray:
     # v_rr is a difference of sums: treat round-off sized values as no spread.
     spread = v_rr > 1e-9 * side * side
     slant = np.where(spread, v_rc / np.where(spread, v_rr, 1.0), 0.0)
+    del moments, mass, has_ink, safe_mass, v_rr, v_rc, spread  # within SCRATCH_PER_IMAGE
     k = (side - 1) / 2
-    images = out.reshape(-1, side, side)
-    scratch = np.empty((side, side), dtype=np.float64)
-    for i in range(X.shape[0]):
-        # ndimage maps output index o to input index matrix @ o + offset.
-        matrix = np.array([[1.0, 0.0], [slant[i], 1.0]])
-        offset = np.array([r0[i] - k, c0[i] - k - slant[i] * k])
-        ndimage.affine_transform(
-            np.asarray(X[i], dtype=np.float64).reshape(side, side),
-            matrix,
-            offset=offset,
-            output=scratch,
-            order=1,
-            mode="grid-constant",
-            cval=0.0,
-        )
-        images[i] = scratch
+    # Input pixel of output (r, c): (r0 - k + r, c0 - k - s k + s r + c).
+    offsets = np.empty((X.shape[0], 3))
+    offsets[:, 0] = r0 - k
+    offsets[:, 1] = c0 - k - slant * k
+    offsets[:, 2] = slant
+    if out.dtype in (np.float32, np.float64) and X.dtype == out.dtype:
+        shear_images(np.ascontiguousarray(X), offsets, out)
+        return out
+    # Other dtypes (integers, float16): sheared in float64 blocks, then cast.
+    for start in range(0, X.shape[0], MOMENT_BLOCK):
+        rows_ = slice(start, start + MOMENT_BLOCK)
+        block = np.ascontiguousarray(X[rows_], dtype=np.float64)
+        out[rows_] = shear_images(block, offsets[rows_], np.empty_like(block))
     return out

@@ -20,6 +20,7 @@ from ._kernels import (
     output_hinge_update,
     output_logistic_update,
     output_squared_update,
+    shear_images,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "output_hinge_update",
     "output_logistic_update",
     "output_squared_update",
+    "shear_images",
 ]

@@ -108,6 +108,15 @@ cdef void glorot_uniform_fill(
     Py_ssize_t s_col, bitgen_t* rng,
 ) noexcept nogil
 
+# One square image (side x side, row-major) sheared and shifted: out[r, c] is
+# x interpolated bilinearly (zero outside) at (row_offset + r,
+# col_offset + slant r + c), in double, rounded to floating; bit for bit
+# scipy.ndimage.affine_transform(order=1, mode="grid-constant").
+cdef void shear_image(
+    const floating* x, floating* out, Py_ssize_t side, double row_offset,
+    double col_offset, double slant,
+) noexcept nogil
+
 # Inverse of a symmetric positive definite A from its Cholesky factor: on entry
 # the lower triangle of the column-major (n x n, leading dimension lda) a holds
 # L with A = L L^T; on exit a holds the full symmetric A^{-1} (LAPACK potri,

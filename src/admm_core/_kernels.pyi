@@ -58,6 +58,9 @@ def output_squared_update(
     beta: float,
     update_multiplier: bool,
 ) -> tuple[float, float, float]: ...
+def shear_images(
+    X: FloatArray, offsets: npt.NDArray[np.float64], out: FloatArray
+) -> FloatArray: ...
 def glorot_uniform(out: FloatArray, bit_generator: np.random.BitGenerator) -> FloatArray: ...
 def matmul(
     a: FloatArray,

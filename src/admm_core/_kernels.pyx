@@ -14,7 +14,7 @@ by copying.
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport exp, fabs, isfinite, log, log1p, sqrt, tanh
+from libc.math cimport exp, fabs, floor, isfinite, log, log1p, sqrt, tanh
 from libc.stdint cimport int64_t
 
 from scipy.linalg.cython_blas cimport dgemm, dsyrk, dtrsm, sgemm, ssyrk, strsm
@@ -608,6 +608,47 @@ cdef void glorot_uniform_fill(
     for i in range(n_out):
         for j in range(n_in):
             out[i * s_row + j * s_col] = <floating>(s * (2.0 * rng.next_double(rng.state) - 1.0))
+
+
+cdef inline Py_ssize_t _linear_weights(double coord, Py_ssize_t side, double* w,
+                                       bint* inside) noexcept nogil:
+    # The first of the two pixels around coord on one axis, their weights as
+    # scipy.ndimage's order-1 spline computes them (1 - f, then 1 - (1 - f)),
+    # and whether each lies inside [0, side).
+    cdef double lower = floor(coord)
+    cdef Py_ssize_t first = <Py_ssize_t>lower
+    w[0] = 1.0 - (coord - lower)
+    w[1] = 1.0 - w[0]
+    inside[0] = 0 <= first < side
+    inside[1] = 0 <= first + 1 < side
+    return first
+
+
+cdef void shear_image(
+    const floating* x, floating* out, Py_ssize_t side, double row_offset,
+    double col_offset, double slant,
+) noexcept nogil:
+    # Output pixel (r, c) is x bilinearly interpolated (zero outside) at
+    # (row_offset + r, col_offset + r * slant + c): scipy.ndimage's
+    # affine_transform(order=1, mode="grid-constant") of the matrix
+    # [[1, 0], [slant, 1]], with its operations in its order (coordinates
+    # summed left to right, the four terms (pixel * w_row) * w_col added to
+    # 0.0 in row-major order), so the two agree bit for bit.
+    cdef Py_ssize_t r, c, r0, c0, i, j
+    cdef double shift, t, wr[2], wc[2]
+    cdef bint row_in[2]
+    cdef bint col_in[2]
+    for r in range(side):
+        r0 = _linear_weights(row_offset + <double>r, side, wr, row_in)
+        shift = col_offset + <double>r * slant
+        for c in range(side):
+            c0 = _linear_weights(shift + <double>c, side, wc, col_in)
+            t = 0.0
+            for i in range(2):
+                for j in range(2):
+                    if row_in[i] and col_in[j]:
+                        t += (<double>x[(r0 + i) * side + c0 + j] * wr[i]) * wc[j]
+            out[r * side + c] = <floating>t
 
 
 # ---------------------------------------------------------------------------
@@ -1230,3 +1271,45 @@ def cholesky_inverse(factor):
     if info < 0:
         raise ValueError(f"potri rejected argument {-info}")
     return factor
+
+
+def shear_images(X, offsets, out):
+    """Shear and shift every image of ``X`` into ``out``; returns ``out``.
+
+    ``X`` and ``out`` are C-contiguous ``(m, side * side)`` arrays of one
+    dtype (float32 or float64), one square image per row stored row by
+    row; ``offsets`` is ``(m, 3)`` float64: per image the row offset
+    ``p``, the column offset ``q`` and the slant ``s``. Output pixel
+    ``(r, c)`` of image ``i`` is image ``i`` interpolated bilinearly (zero
+    outside) at row ``p + r`` and column ``q + s r + c``, in float64, then
+    rounded to the dtype: bit for bit ``scipy.ndimage.affine_transform(x,
+    [[1, 0], [s, 1]], offset=(p, q), order=1, mode="grid-constant")`` of the
+    image in float64 (the deskewing of :func:`admm.preprocessing.deskew`).
+    """
+    _check_float(X, "X")
+    if X.ndim != 2 or not X.flags.c_contiguous:
+        raise ValueError(f"X must be a C-contiguous 2-D array, got shape {X.shape}")
+    _check_same_layout(X, out, "X", "out")
+    side = int(round(X.shape[1] ** 0.5))
+    if side < 1 or side * side != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} columns, not the pixels of a square image")
+    if (offsets.dtype != np.float64 or offsets.shape != (X.shape[0], 3)
+            or not offsets.flags.c_contiguous):
+        raise ValueError(
+            f"offsets must be a C-contiguous float64 array of shape {(X.shape[0], 3)}, "
+            f"got {offsets.dtype} {offsets.shape}"
+        )
+    if X.dtype == np.float32:
+        _shear_call[float](X, offsets, out, side)
+    else:
+        _shear_call[double](X, offsets, out, side)
+    return out
+
+
+cdef void _shear_call(const floating[:, ::1] X, const double[:, ::1] offsets,
+                      floating[:, ::1] out, Py_ssize_t side) noexcept:
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(X.shape[0]):
+            shear_image(&X[i, 0], &out[i, 0], side, offsets[i, 0], offsets[i, 1],
+                        offsets[i, 2])
