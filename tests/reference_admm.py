@@ -243,6 +243,8 @@ class ReferenceADMM:
         refit_every: int = 0,
         refit_first: int = 0,
         label_smoothing: float = 0.0,
+        refit_input_layer: bool = True,
+        start_from_targets: bool = False,
     ) -> None:
         self.layers = tuple(int(n) for n in layers)
         L = len(self.layers) - 1
@@ -273,6 +275,7 @@ class ReferenceADMM:
         # Iterations (from 1) after which the weights are refit.
         first = int(refit_first) or self.refit_every
         self.refit_at = range(first, 2**62, self.refit_every) if self.refit_every else range(0)
+        self.refit_input_layer = bool(refit_input_layer)
         self.X = np.asarray(X, dtype=np.float64).T.copy()  # n_0 x m
         self.mean = self.X.mean(axis=1, keepdims=True) if center else np.zeros((len(self.X), 1))
         self.X = self.X - self.mean
@@ -307,6 +310,8 @@ class ReferenceADMM:
             self.rho = [float(rho_relative) * np.sum(a**2) / a.shape[0] for a in self.a]
         self.t = 0
         self._set_penalties()
+        if start_from_targets:
+            self._output_update()  # (5) on the forward pass, lam = 0
         # Before the first iteration, the objective is taken with its penalties.
         self.last_beta, self.last_gamma, self.last_ridge = self.beta, self.gamma, self.ridge
         self.swept_objective: float | None = None
@@ -404,7 +409,10 @@ class ReferenceADMM:
         if self.t + 1 in self.refit_at:
             # The objective reported stays that of the iteration's own weights.
             self.swept_objective = self.objective()
-            self.weights = forward_refit(self.X.T, self.z, self.ridge, self.activation)
+            keep = None if self.refit_input_layer else self.weights[0]
+            self.weights = forward_refit(
+                self.X.T, self.z, self.ridge, self.activation, input_weights=keep
+            )
             notify("refit")
         self.t += 1
         self._set_penalties()
@@ -463,6 +471,7 @@ def forward_refit(
     rho: Sequence[float],
     activation: str,
     mean: np.ndarray | None = None,
+    input_weights: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """The forward refit of the weights, columns as samples, in float64.
 
@@ -473,6 +482,7 @@ def forward_refit(
     ``f_0 = X`` and ``f_l = h(W_l f_{l-1})`` through the refit ``W_l``;
     updates (1)/(4) of ADMM.md with the network's own forward features in
     place of ``a_{l-1}``. Returns the refit ``W_l`` (``n_l x n_{l-1}``).
+    With ``input_weights``, ``W_1`` is that matrix, not re-solved.
     """
     h = activation_fn(activation)
     f = np.asarray(X, dtype=np.float64).T
@@ -480,6 +490,10 @@ def forward_refit(
         f = f - np.asarray(mean, dtype=np.float64)[:, None]
     weights = []
     for l, (zl, r) in enumerate(zip(z, rho, strict=True)):
+        if l == 0 and input_weights is not None:
+            weights.append(np.array(input_weights, dtype=np.float64))
+            f = h(weights[0] @ f)
+            continue
         G = f @ f.T + r * np.eye(f.shape[0])
         # G is symmetric: W^T = G^{-1} (f z^T).
         w = np.linalg.solve(G, f @ np.asarray(zl, dtype=np.float64).T).T

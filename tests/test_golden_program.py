@@ -330,6 +330,8 @@ ADDED_FLAGS = {
     "patience",  # issue 16: early stopping on it
     "refit_every",  # issue 16: the forward refit during training
     "refit_first",  # issue 16: and the iteration of its first refit
+    "refit_input_layer",  # issue 16: whether the refit re-solves W_1
+    "start_from_targets",  # issue 16: z_L from the targets before iteration 1
     "label_smoothing",  # the cross-entropy's label smoothing (PyTorch's name)
 }
 CHANGED_HELP = {

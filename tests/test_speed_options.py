@@ -16,6 +16,7 @@ import pytest
 from admm import ADMMNetwork
 from admm.train import parse_args
 from mpirun import run_mpi
+from reference_admm import forward_refit
 from test_cli import make_npz
 from test_extensions import LAYERS, OPTIONS, data, reference
 
@@ -24,10 +25,16 @@ TIMEOUT = 120
 
 @pytest.mark.parametrize(("every", "first"), [(1, 0), (2, 0), (3, 0), (3, 2), (2, 1), (4, 6)])
 @pytest.mark.parametrize("backward_sweep", [False, True])
-def test_refit_every_matches_reference(rng, every, first, backward_sweep):
+@pytest.mark.parametrize(
+    ("refit_input_layer", "start_from_targets"), [(True, False), (False, True)]
+)
+def test_refit_every_matches_reference(
+    rng, every, first, backward_sweep, refit_input_layer, start_from_targets
+):
     X, y = data(rng)
     options = {**OPTIONS, "refit_every": every, "refit_first": first,
-               "backward_sweep": backward_sweep}  # fmt: skip
+               "backward_sweep": backward_sweep, "refit_input_layer": refit_input_layer,
+               "start_from_targets": start_from_targets}  # fmt: skip
     net = ADMMNetwork(LAYERS, seed=2, **options).fit(X, y, iterations=7)
     ref = reference(net.__class__(LAYERS, seed=2), X, y, **options)
     objectives = []
@@ -76,6 +83,74 @@ def test_refit_first_refits_after_the_iterations_it_names(rng):
     # The default (first = K) is not this schedule.
     every3 = ADMMNetwork(LAYERS, seed=2, **OPTIONS, refit_every=3).fit(X, y, iterations=8)
     assert every3.history[2]["objective"] != scheduled.history[2]["objective"]
+
+
+def test_refit_input_layer_keeps_w1_and_refits_the_rest(rng):
+    """Without ``refit_input_layer`` the refit keeps the iteration's W_1 (bit
+    for bit) and re-solves W_2 .. W_L on its forward features; the default
+    re-solves W_1 too. ``refit()`` and the scheduled refits obey it alike."""
+    X, y = data(rng)
+    assert admm.Config().refit_input_layer is True
+    kept = ADMMNetwork(LAYERS, seed=2, **OPTIONS, refit_input_layer=False).fit(X, y, iterations=3)
+    whole = ADMMNetwork(LAYERS, seed=2, **OPTIONS).fit(X, y, iterations=3)
+    w1 = np.array(kept.weights[0])
+    before = [np.array(w) for w in kept.weights]
+    kept.refit()
+    whole.refit()
+    np.testing.assert_array_equal(kept.weights[0], w1)
+    assert not np.allclose(whole.weights[0], w1, rtol=1e-3)  # the default re-solves W_1
+    for w, v in zip(kept.weights[1:], before[1:], strict=True):
+        assert not np.allclose(w, v, rtol=1e-3)
+    # The same as the reference's refit with W_1 given.
+    ref = reference(ADMMNetwork(LAYERS, seed=2), X, y, **OPTIONS)
+    for _ in range(3):
+        ref.step()
+    rho = ref.ridges(2)  # the ridge of the last iteration, as the refit uses
+    expected = forward_refit(ref.X.T, ref.z, rho, "hardsigmoid", input_weights=ref.weights[0])
+    for w, r in zip(kept.weights, expected, strict=True):
+        np.testing.assert_allclose(w, r, rtol=1e-9, atol=1e-9 * np.abs(r).max())
+
+
+@pytest.mark.parametrize("loss", ["hinge", "cross_entropy", "squared"])
+def test_start_from_targets_is_the_output_update_of_the_forward_pass(rng, loss):
+    """``start_from_targets``: before iteration 1, ``z_L`` is update (5) of the
+    forward pass (the reference's prox) and ``lam`` stays 0; the iterations
+    then follow the reference."""
+    X, y = data(rng)
+    targets = np.eye(LAYERS[-1])[y] if loss == "squared" else y
+    options = {**OPTIONS, "loss": loss, "start_from_targets": True}
+    net = ADMMNetwork(LAYERS, seed=2, **options).fit(X, targets, iterations=0)
+    plain = ADMMNetwork(LAYERS, seed=2, **{**options, "start_from_targets": False})
+    plain.fit(X, targets, iterations=0)
+    ref = reference(ADMMNetwork(LAYERS, seed=2), X, targets, **options)
+    state, forward_state = net.get_state(), plain.get_state()
+    tol = 1e-6 if loss == "cross_entropy" else 1e-9  # the reference's prox is a SciPy solve
+    np.testing.assert_allclose(state["z"][-1], ref.z[-1].T, rtol=tol, atol=tol)
+    assert not np.allclose(state["z"][-1], forward_state["z"][-1], atol=1e-3)
+    np.testing.assert_array_equal(state["z"][0], forward_state["z"][0])
+    assert not np.any(state["lam"])
+    net.fit(X, targets, iterations=3, warm_start=True)
+    for _ in range(3):
+        ref.step()
+    for w, r in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(w, r, rtol=100 * tol, atol=100 * tol * np.abs(r).max())
+
+
+def test_start_from_targets_is_a_flag_and_in_the_header():
+    assert admm.Config().start_from_targets is False
+    assert parse_args(["--start-from-targets"]).start_from_targets is True
+    assert "started from the targets" in admm.Config(start_from_targets=True).describe(3)
+    assert "targets" not in admm.Config().describe(3)
+
+
+def test_refit_input_layer_is_a_flag_and_in_the_header():
+    assert parse_args(["--no-refit-input-layer"]).refit_input_layer is False
+    assert parse_args([]).refit_input_layer is True
+    with pytest.raises(ValueError, match="refit_input_layer must be True or False"):
+        ADMMNetwork(LAYERS, refit_input_layer="no")
+    described = admm.Config(refit_every=3, refit_input_layer=False).describe(3)
+    assert "refit every 3 iterations (W_1 kept)" in described
+    assert "W_1 kept" not in admm.Config(refit_every=3).describe(3)
 
 
 def test_refit_first_is_validated_a_flag_and_in_the_header():
@@ -137,12 +212,13 @@ def test_refit_every_through_the_program_matches_the_library(tmp_path: Path):
 @pytest.mark.mpi
 def test_phase_profile_shows_the_refits_of_the_fast_preset(shared_mnist):
     """``bench.studies.speed.phases`` on 2,000 images: the refits of ``--preset
-    fast`` after iterations 2 and 5 (one call per weight layer), none other."""
+    fast`` after iterations 1 and 4 (one call per weight layer but the first,
+    which it keeps), none other."""
     repo = Path(__file__).resolve().parent.parent
     args = ["-m", "bench.studies.speed.phases", "--data-dir", str(shared_mnist)]
     args += ["--preset", "fast", "--train", "2000", "--iterations", "6"]
     lines = run_mpi(2, args, timeout=TIMEOUT, cwd=repo).stdout.splitlines()
     assert len(lines[0].split(":")[1].split()) == 6  # seconds of six iterations
-    assert lines[1] == "refits after iterations: 2 5"
+    assert lines[1] == "refits after iterations: 1 4"
     phases = {line.split()[0]: int(line.split()[-2]) for line in lines[3:]}
-    assert phases["refit"] == 6 and phases["iteration"] == 6 and phases["weights"] == 18
+    assert phases["refit"] == 4 and phases["iteration"] == 6 and phases["weights"] == 18

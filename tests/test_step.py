@@ -31,6 +31,19 @@ def test_step_is_the_loop_body_of_fit(rng, options):
         assert b["val_accuracy"] is None
 
 
+def test_time_s_counts_the_set_up_of_fit(rng):
+    """The set-up (deskewing, centring, the initial forward pass) is training
+    time: counted before the first iteration, once per fit."""
+    X, y = rng.random((200, 16)), rng.integers(0, 4, 200)
+    net = ADMMNetwork((16, 8, 4), deskew=True, center=True).fit(X, y, iterations=0)
+    set_up = net.get_state()["elapsed"]
+    assert set_up > 0.0
+    record = net.step()
+    assert record["time_s"] > set_up
+    net.fit(X, y, iterations=2, warm_start=True)  # a second fit's set-up is counted too
+    assert net.history[-1]["time_s"] > record["time_s"]
+
+
 def test_step_needs_a_state():
     with pytest.raises(RuntimeError, match="call fit"):
         ADMMNetwork(LAYERS).step()

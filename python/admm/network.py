@@ -341,6 +341,8 @@ class ADMMNetwork:
             W_l <- (sum z_l^T f_{l-1}) (sum f_{l-1}^T f_{l-1} + rho_l I)^{-1}
             f_l  = h(f_{l-1} W_l^T)        (with the refit W_l)
 
+        (from ``l = 2``, ``W_1`` kept, without ``refit_input_layer``)
+
         the sums running over all ranks' samples: ``z_l`` ``(m, n_l)`` is the
         state's, ``f_0`` ``(m, n_0)`` the training block the state holds
         (deskewed with ``deskew``, centred with ``center``). That is updates

@@ -253,7 +253,9 @@ class Solver:
     ) -> Solver:
         """The state of ``docs/method.md``'s initialisation: a forward pass from
         ``weights``, ``lam = 0``, and the ridge (``config.rho``, or
-        ``rho_relative`` times each layer's mean Gram diagonal over all ranks).
+        ``rho_relative`` times each layer's mean Gram diagonal over all ranks);
+        with ``start_from_targets``, ``z_L`` then takes the output update (5)
+        with iteration 1's ``beta_L`` (``lam`` stays 0).
         Collective on the reducer's communicator (the automatic ridge's sum).
         Raises :class:`NumericalError` on every rank when the ridge is not finite.
         """
@@ -269,6 +271,10 @@ class Solver:
                 a.append(np.empty_like(zl))
                 rowwise(activation.forward, (zl, a[-1]), 1.0)
         lam = np.zeros((m, layers[-1]), dtype=dtype)
+        if config.start_from_targets:
+            beta, _ = penalties(config, len(weights), 0)
+            update = (z[-1], lam, targets)
+            rowwise(loss.update, update, beta[-1], False, blocks=reducer.blocks, n_sums=3)
         rho = config.per_layer("rho", len(layers) - 1)
         if rho is None:
             # Mean diagonal of each Gram a_{l-1} a_{l-1}^T is ||a_{l-1}||_F^2 / n_{l-1}.
@@ -554,13 +560,16 @@ class Solver:
         """Every ``W_l`` re-solved on the network's own forward features. Collective.
 
         For ``l = 1..L`` in order, :meth:`refit_weights` through the refit
-        ``W_1 .. W_{l-1}``, ``rho`` the ridges to use. Returns the new weights
-        without installing them. Raises :class:`NumericalError` (every rank)
-        naming the layer, after ``iteration`` iterations, on NaN or inf or a
-        Gram the ridge cannot fix.
+        ``W_1 .. W_{l-1}``, ``rho`` the ridges to use; without
+        ``refit_input_layer``, ``W_1`` is kept (a copy) and ``l`` runs from 2.
+        Returns the new weights without installing them. Raises
+        :class:`NumericalError` (every rank) naming the layer, after
+        ``iteration`` iterations, on NaN or inf or a Gram the ridge cannot fix.
         """
         weights: list[np.ndarray] = []
-        for l in range(1, len(self.layers)):
+        if not self.config.refit_input_layer:
+            weights.append(self.weights[0].copy())
+        for l in range(len(weights) + 1, len(self.layers)):
             problem = None
             try:
                 with phase("refit"):
