@@ -141,6 +141,12 @@ def test_memory_model_counts_the_network_arrays(rng, layers, loss, dtype):
     features = 2 * m * max(layers[1:-1]) * np.dtype(dtype).itemsize
     assert refit["transient"] >= parts["weights"] + features
     assert refit["transient"] >= parts["transient"]
+    # Refits that keep W_1 hold h(a_0 W_1^T) whole beside the temporaries.
+    kept = memory_breakdown(layers, m, dtype, loss, refit=True, input_features=True)
+    f1 = m * layers[1] * np.dtype(dtype).itemsize
+    assert kept["transient"] >= f1 + refit["transient"] - parts["weights"]
+    assert kept["transient"] >= f1 + parts["transient"] - parts["weights"]
+    assert memory_breakdown(layers, m, dtype, loss, input_features=True) == parts  # no refit
     # A decaying ridge keeps the float64 input Gram beside its factor.
     net = ADMMNetwork(layers, loss=loss, dtype=dtype, rho_final=0.5, rho_decay_iterations=1)
     held = net.fit(X, y, iterations=2).allocated_bytes()

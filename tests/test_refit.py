@@ -111,8 +111,8 @@ def test_refit_failure_leaves_the_weights(rng, monkeypatch):
     before = [np.array(w) for w in net.weights]
     real = admm.solver.Solver.refit_weights
 
-    def poisoned(self, l, refit, rho):
-        w = real(self, l, refit, rho)
+    def poisoned(self, l, refit, rho, *features):
+        w = real(self, l, refit, rho, *features)
         if l == 2:
             w[0, 0] = np.nan
         return w

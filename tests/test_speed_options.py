@@ -143,6 +143,32 @@ def test_start_from_targets_is_a_flag_and_in_the_header():
     assert "targets" not in admm.Config().describe(3)
 
 
+@pytest.mark.parametrize("options", [{}, {"deterministic": True, "block_size": 16}])
+def test_scheduled_refit_keeping_w1_reuses_the_iterations_features(rng, options):
+    """The scheduled refits that keep W_1 take h(a_0 W_1^T) from the iteration
+    before them (no second product, PhaseTimer shows one refit call per
+    re-solved layer); the weights are those of ``step()`` + ``refit()``, which
+    compute the features afresh, bit for bit."""
+    X, y = data(rng)
+    kept = {**OPTIONS, **options, "refit_input_layer": False, "start_from_targets": True}
+    scheduled = ADMMNetwork(LAYERS, seed=2, **kept, refit_every=3, refit_first=1)
+    scheduled.fit(X, y, iterations=0)
+    with admm.PhaseTimer() as timer:
+        for _ in range(7):
+            scheduled.step()
+    assert timer.calls["refit"] == 3 * (len(LAYERS) - 2)  # after 1, 4 and 7: W_2, W_3
+    by_hand = ADMMNetwork(LAYERS, seed=2, **kept).fit(X, y, iterations=0)
+    for it in range(1, 8):
+        by_hand.step()
+        if it in (1, 4, 7):
+            with admm.PhaseTimer() as timer:
+                by_hand.refit()
+            assert timer.calls["refit"] == len(LAYERS) - 1  # the features, then W_2, W_3
+    for w, v in zip(scheduled.weights, by_hand.weights, strict=True):
+        np.testing.assert_array_equal(w, v)
+    assert [h["objective"] for h in scheduled.history] == [h["objective"] for h in by_hand.history]
+
+
 def test_refit_input_layer_is_a_flag_and_in_the_header():
     assert parse_args(["--no-refit-input-layer"]).refit_input_layer is False
     assert parse_args([]).refit_input_layer is True
@@ -222,3 +248,22 @@ def test_phase_profile_shows_the_refits_of_the_fast_preset(shared_mnist):
     assert lines[1] == "refits after iterations: 1 4"
     phases = {line.split()[0]: int(line.split()[-2]) for line in lines[3:]}
     assert phases["refit"] == 4 and phases["iteration"] == 6 and phases["weights"] == 18
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_fast_preset_is_the_same_on_any_number_of_ranks(tmp_path: Path, ranks: int):
+    """``--preset fast`` (started from the targets, refits keeping W_1 with the
+    iteration's features) with ``--deterministic``: the weights of 2 and 3
+    ranks are those of one, bit for bit."""
+    path = make_npz(tmp_path / "d.npz")
+    models = []
+    for n in (1, ranks):
+        model = tmp_path / f"m{n}.npz"
+        args = ["-m", "admm.train", "--data", str(path), "--layers", "20,16,12,3"]
+        args += ["--preset", "fast", "--no-deskew", "--deterministic", "--block-size", "8"]
+        args += ["--iterations", "5", "--save", str(model)]
+        run_mpi(n, args, timeout=TIMEOUT)
+        models.append(admm.load(model))
+    for w, v in zip(models[0].weights, models[1].weights, strict=True):
+        np.testing.assert_array_equal(w, v)

@@ -41,6 +41,7 @@ def memory_breakdown(
     deskew: bool = False,
     refit: bool = False,
     ridge_decay: bool = False,
+    input_features: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -69,6 +70,9 @@ def memory_breakdown(
     evaluation (two ``PREDICT_BLOCK``-row activation blocks, the outputs,
     labels and comparison); with ``refit``, the refit (the new weights beside
     the old, with a weight solve or two ``PREDICT_BLOCK``-row feature blocks);
+    with ``input_features`` (refits that keep ``W_1``: ``refit_input_layer``
+    off), ``h(a_0 W_1^T)`` whole, ``m n_1 s``, beside the temporaries of the
+    iteration before the refit and of the refit;
     with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
     float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
     block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
@@ -110,12 +114,14 @@ def memory_breakdown(
             rows_deskewed * (n[0] * s + SCRATCH_PER_IMAGE * f8)
             + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
         )
+    held = m * n[1] * s if input_features and refit and L > 1 else 0
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
         *temporaries.values(),
         evaluate,
         refitting,
         deskewing,
+        held + max(*temporaries.values(), refitting) if held else 0,
     )
     return parts
 

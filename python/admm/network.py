@@ -304,14 +304,17 @@ class ADMMNetwork:
         solver = self._ready_solver("step")
         t = self.n_iter_
         started = time.perf_counter()
+        refit = self.config.refits_after(t + 1)
         try:
             with phase("iteration"):
-                objective, residual = solver.step(t)
+                # A refit that keeps W_1 reuses the iteration's h(a_0 W_1^T).
+                hold = refit and not self.config.refit_input_layer
+                objective, residual = solver.step(t, hold_input_features=hold)
         except np.linalg.LinAlgError as exc:
             # The factored matrices are reduced sums or built from the
             # weights, identical on every rank: every rank fails here.
             raise NumericalError(f"numerical failure at iteration {t + 1}: {exc}", t + 1) from None
-        if self.config.refits_after(t + 1):
+        if refit:
             # The forward refit as part of the iteration (and of its time),
             # with the ridge of this iteration.
             solver.weights = solver.refit(self.ridges(t), t + 1)

@@ -205,6 +205,8 @@ class Solver:
         self.lam = lam
         self.rho = rho
         self.elapsed = 0.0
+        #: h(a_0 W_1^T) held by step() for the refit that follows it (or None).
+        self.input_features: np.ndarray | None = None
         shapes = self.buffer_shapes(self.layers, X.shape[0])
         self.reduce_buffers = [np.empty(n, dtype=self.dtype) for n in shapes["reduce"]]
         self.woodbury = [
@@ -346,11 +348,14 @@ class Solver:
 
     # ---------------------------------------------------------- iteration
 
-    def step(self, t: int) -> tuple[float, float]:
+    def step(self, t: int, hold_input_features: bool = False) -> tuple[float, float]:
         """Iteration ``t`` (0-based) of Algorithm 1 (``docs/method.md``). Collective.
 
         Returns the objective (with its ridge term) and the primal residual
-        ``||z_L - W_L a_{L-1}||`` over all ranks. Raises
+        ``||z_L - W_L a_{L-1}||`` over all ranks. With ``hold_input_features``
+        (and a hidden layer), keeps ``h(a_0 W_1^T)`` of the iteration's
+        ``W_1`` in ``input_features`` for a :meth:`refit` that keeps ``W_1``
+        (it would compute the same array, bit for bit). Raises
         :class:`NumericalError` (every rank) on NaN or inf, and
         ``numpy.linalg.LinAlgError`` (every rank) on a Gram that the ridge
         cannot make positive definite.
@@ -371,22 +376,11 @@ class Solver:
         beta, gamma = penalties(config, L, t)
         rho = ridges(config, self.rho, t)
 
+        self.input_features = None
+
         def hidden_update(l: int) -> tuple[np.ndarray, np.ndarray]:
-            """(2) and (3) for hidden layer l; per block gamma and beta terms."""
-            zl = self.z[l - 1]
-            with phase("activations"):
-                self.update_activation(l, beta[l], gamma[l - 1])  # (2)
-            with phase("hidden_z"):
-                self.matmul_rows(self.a[l - 1], self.weights[l - 1], zl, transpose_b=True)  # (3)
-                act, pen = rowwise(
-                    self.activation.z_update,
-                    (zl, self.a[l]),
-                    gamma[l - 1],
-                    beta[l - 1],
-                    blocks=blocks,
-                    n_sums=2,
-                ).T
-            return gamma[l - 1] * act, beta[l - 1] * pen
+            hold = l == 1 and hold_input_features and self.input_features is None
+            return self.hidden_update(l, beta, gamma, hold)
 
         for l in range(1, L + 1):
             a_prev = self.a[l - 1]
@@ -443,6 +437,35 @@ class Solver:
                 t + 1,
             )
         return objective, math.sqrt(max(float(total[-1]), 0.0))
+
+    def hidden_update(
+        self, l: int, beta: Sequence[float], gamma: Sequence[float], hold: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Updates (2) and (3) of hidden layer ``l`` with the penalties in force.
+        Local: this rank's rows only.
+
+        Returns the per-summation-block terms ``gamma_l ||a_l - h(z_l)||^2``
+        and ``beta_l ||z_l - W_l a_{l-1}||^2``. With ``hold`` (layer 1),
+        ``h(a_0 W_1^T)`` is kept in ``input_features`` before (3) moves ``z_1``
+        (as :meth:`input_features_of` computes it, bit for bit).
+        """
+        zl = self.z[l - 1]
+        with phase("activations"):
+            self.update_activation(l, beta[l], gamma[l - 1])  # (2)
+        with phase("hidden_z"):
+            self.matmul_rows(self.a[l - 1], self.weights[l - 1], zl, transpose_b=True)  # (3)
+            if hold:
+                self.input_features = np.empty_like(zl)
+                rowwise(self.activation.forward, (zl, self.input_features), 1.0)
+            act, pen = rowwise(
+                self.activation.z_update,
+                (zl, self.a[l]),
+                gamma[l - 1],
+                beta[l - 1],
+                blocks=self.reducer.blocks,
+                n_sums=2,
+            ).T
+        return gamma[l - 1] * act, beta[l - 1] * pen
 
     def numerical_failure(
         self, t: int, total: np.ndarray, ridge_terms: Sequence[float]
@@ -527,7 +550,21 @@ class Solver:
 
         return self.ridge_solve(l, products, rho)
 
-    def refit_weights(self, l: int, refit: Sequence[np.ndarray], rho: float) -> np.ndarray:
+    def input_features_of(self, w1: np.ndarray) -> np.ndarray:
+        """``h(a_0 W_1^T)``, ``(m, n_1)``, whole, by the row ranges of
+        :meth:`matmul_rows` (the products of update (3)). Local."""
+        f1 = np.empty((self.X.shape[0], w1.shape[0]), dtype=self.dtype)
+        self.matmul_rows(self.X, w1, f1, transpose_b=True)
+        rowwise(self.activation.forward, (f1, f1), 1.0)
+        return f1
+
+    def refit_weights(
+        self,
+        l: int,
+        refit: Sequence[np.ndarray],
+        rho: float,
+        input_features: np.ndarray | None = None,
+    ) -> np.ndarray:
         """W_l = (sum z_l^T f_{l-1})(sum f_{l-1}^T f_{l-1} + rho I)^{-1}. Collective.
 
         The step of :meth:`refit` for layer ``l``: ``f_{l-1}`` are the forward
@@ -537,19 +574,23 @@ class Solver:
         ``deterministic`` per summation block, so the rounding still depends
         on the block alone; a default block of 256 rows is one chunk).
         For ``l = 1``, ``f_0 = a_0``: exactly :meth:`solve_weights`, with the
-        cached input factor.
+        cached input factor. With ``input_features`` (``f_1`` whole, of
+        ``refit[0]``) the features start from it instead of from ``a_0``.
         """
         if l == 1:
             return self.solve_weights(1, rho)
         X, z = self.X, self.z[l - 1]
+        first, through = (X, refit[: l - 1])
+        if input_features is not None:
+            first, through = (input_features, refit[1 : l - 1])
 
         def products(rows: slice, c: np.ndarray, g: np.ndarray | None) -> None:
             assert g is not None  # l > 1: the Gram is summed with the cross term
-            x, zl = X[rows], z[rows]
+            x, zl = first[rows], z[rows]
             # One block even when there are no rows, so that c and g are set.
             for start in range(0, max(x.shape[0], 1), PREDICT_BLOCK):
                 chunk = slice(start, start + PREDICT_BLOCK)
-                f = forward_features(x[chunk], refit[: l - 1], self.activation)
+                f = forward_features(x[chunk], through, self.activation)
                 accumulate = 0.0 if start == 0 else 1.0
                 cross(zl[chunk], f, c, beta=accumulate)
                 gram(f, g, beta=accumulate)
@@ -567,13 +608,22 @@ class Solver:
         ``iteration`` iterations, on NaN or inf or a Gram the ridge cannot fix.
         """
         weights: list[np.ndarray] = []
+        features = None
         if not self.config.refit_input_layer:
             weights.append(self.weights[0].copy())
+            if len(self.layers) > 2:
+                # f_1 whole, once for every layer: held by step() when it
+                # knew a refit would follow, computed alike otherwise.
+                features = self.input_features
+                if features is None or features.shape[0] != self.X.shape[0]:
+                    with phase("refit"):
+                        features = self.input_features_of(weights[0])
+        self.input_features = None
         for l in range(len(weights) + 1, len(self.layers)):
             problem = None
             try:
                 with phase("refit"):
-                    w = self.refit_weights(l, weights, rho[l - 1])
+                    w = self.refit_weights(l, weights, rho[l - 1], features)
             except np.linalg.LinAlgError as exc:
                 problem = str(exc)
             else:

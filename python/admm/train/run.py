@@ -281,8 +281,9 @@ def predict_memory(
         n_test_max,
         center=args.center,
         deskew=args.deskew,
-        refit=args.refit,
+        refit=args.refit or net.config.refit_every > 0,
         ridge_decay=net.rho_final != 1.0,
+        input_features=not net.config.refit_input_layer,
     )
     return Memory(breakdown, comm.max_value(float(baseline))), samples
 
