@@ -21,7 +21,12 @@ iteration or epoch) to reach each of ``--targets`` (default 95, 97, 98%)
 test accuracy, and draws test accuracy against training seconds, all
 trainers on one plot, in ``OUT/peers.png`` (matplotlib); the curves are in
 ``OUT/peers.jsonl``. Compare the trainers of one run: on a shared machine
-absolute seconds move with the load.
+absolute seconds move with the load. ``--repeat R`` runs the whole sequence
+R times (rounds) and adds a table of the median (and range) over rounds of
+each time to target, and of each admm run's ratio to scikit-learn's time in
+the same round (the issue's targets are such ratios); the first table, the
+plot and the curves are those of round 1 (the curves of every round are in
+``OUT/peers.jsonl``, each with its ``round``).
 
     python -m bench.scripts.peers --data mnist --data-dir /work/shared/data/mnist --out docs/peers
     python -m bench.scripts.peers --data mnist-sample --max-train 3000 --epochs 2 \\
@@ -315,10 +320,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=TARGETS,
         help="test accuracies in %% (default 95,97,98)",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the whole sequence; >1 adds medians over rounds (default 1)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when installed")
     p.add_argument("--out", type=Path, default=Path("peers-out"), help="output folder")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per admm run")
     return p.parse_args(argv)
+
+
+def run_round(problem: Problem, args: argparse.Namespace, work: Path) -> list[Curve]:
+    """Every trainer once, in order: the admm runs, scikit-learn, PyTorch."""
+    curves = [
+        run_admm(i, flags, problem, args, work) for i, flags in enumerate(args.admm or ADMM_RUNS)
+    ]
+    print("  scikit-learn", flush=True)
+    curves.append(run_sklearn(problem, args))
+    if args.no_torch:
+        curves.append(Curve("PyTorch CPU", "epoch", note="skipped: --no-torch"))
+    else:
+        print("  PyTorch", flush=True)
+        curves.append(run_torch(problem, args))
+    return curves
+
+
+def _spread(values: Sequence[float], unit: str, digits: int) -> str:
+    """``median (min-max)`` of the values, or ``-`` when there are none."""
+    if not values:
+        return "-"
+    low, mid, high = min(values), float(np.median(values)), max(values)
+    return f"{mid:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f}, {len(values)} rounds)"
+
+
+def repeats_table(rounds: Sequence[Sequence[Curve]], targets: Sequence[float]) -> str:
+    """The Markdown table over rounds: per trainer and target, the median and
+    range of the seconds to reach it (in the rounds that did), and for the
+    admm runs the median and range of their seconds over scikit-learn's of
+    the same round (a ratio measured within one round)."""
+    head = ["trainer", *(f"{100 * t:g}%" for t in targets)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    sklearn = [next((c for c in r if c.name.startswith("scikit-learn")), None) for r in rounds]
+    for i, curve in enumerate(rounds[0]):
+        if not curve.steps:
+            continue
+        cells = [curve.name]
+        for target in targets:
+            reached = [r[i].time_to(target) for r in rounds]
+            seconds = [t[0] for t in reached if t is not None]
+            cell = _spread(seconds, " s", 1)
+            if curve.name.startswith("admm"):
+                ratios = []
+                for t, peer in zip(reached, sklearn, strict=True):
+                    theirs = peer.time_to(target) if peer is not None else None
+                    if t is not None and theirs is not None:
+                        ratios.append(t[0] / theirs[0])
+                if ratios:
+                    cell += "; x scikit-learn " + _spread(ratios, "", 2)
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Curve]:
@@ -336,17 +399,20 @@ def main(argv: Sequence[str] | None = None) -> list[Curve]:
         f"({os.cpu_count()} cores), load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    curves = [
-        run_admm(i, flags, problem, args, work) for i, flags in enumerate(args.admm or ADMM_RUNS)
-    ]
-    print("  scikit-learn", flush=True)
-    curves.append(run_sklearn(problem, args))
-    if args.no_torch:
-        curves.append(Curve("PyTorch CPU", "epoch", note="skipped: --no-torch"))
-    else:
-        print("  PyTorch", flush=True)
-        curves.append(run_torch(problem, args))
+    if args.repeat < 1:
+        raise SystemExit(f"peers: --repeat must be at least 1, got {args.repeat}")
+    rounds = []
+    for r in range(args.repeat):
+        if args.repeat > 1:
+            print(f" round {r + 1} of {args.repeat}", flush=True)
+        rounds.append(run_round(problem, args, work))
+    curves = rounds[0]
     text = table(curves, args.targets)
+    if args.repeat > 1:
+        text += (
+            f"\n\nOver {args.repeat} rounds (median, range; admm runs also as a multiple of "
+            "scikit-learn's time in the same round):\n\n" + repeats_table(rounds, args.targets)
+        )
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = (
         f"Time to test accuracy ({problem.description}, layers "
@@ -357,8 +423,9 @@ def main(argv: Sequence[str] | None = None) -> list[Curve]:
     print(text)
     (args.out / "peers.md").write_text(header + "\n" + text + "\n")
     with open(args.out / "peers.jsonl", "w") as f:
-        for curve in curves:
-            f.write(json.dumps(asdict(curve)) + "\n")
+        for number, round_curves in enumerate(rounds, start=1):
+            for curve in round_curves:
+                f.write(json.dumps({**asdict(curve), "round": number}) + "\n")
     try:
         plot(curves, args.targets, args.out / "peers.png", problem.description)
     except ImportError:
