@@ -332,6 +332,8 @@ ADDED_FLAGS = {
     "refit_first",  # issue 16: and the iteration of its first refit
     "refit_input_layer",  # issue 16: whether the refit re-solves W_1
     "start_from_targets",  # issue 16: z_L from the targets before iteration 1
+    "subset_iterations",  # issue 16: a start trained on a subset of the samples
+    "subset_stride",  # issue 16: and which subset
     "label_smoothing",  # the cross-entropy's label smoothing (PyTorch's name)
 }
 CHANGED_HELP = {

@@ -16,7 +16,7 @@ import pytest
 from admm import ADMMNetwork
 from admm.train import parse_args
 from mpirun import run_mpi
-from reference_admm import forward_refit
+from reference_admm import ReferenceADMM, forward_refit
 from test_cli import make_npz
 from test_extensions import LAYERS, OPTIONS, data, reference
 
@@ -167,6 +167,67 @@ def test_scheduled_refit_keeping_w1_reuses_the_iterations_features(rng, options)
     for w, v in zip(scheduled.weights, by_hand.weights, strict=True):
         np.testing.assert_array_equal(w, v)
     assert [h["objective"] for h in scheduled.history] == [h["objective"] for h in by_hand.history]
+
+
+@pytest.mark.parametrize("refit_every", [0, 2])
+def test_subset_start_is_a_run_on_every_fth_sample_then_all(rng, refit_every):
+    """``subset_iterations=K, subset_stride=F``: K iterations of the reference
+    on rows 0, F, 2F, ... from the Glorot weights, then the reference on all
+    rows from the weights they leave; ``history`` holds the second run only."""
+    X, y = data(rng, m=90)
+    options = {**OPTIONS, "refit_every": refit_every, "start_from_targets": True}
+    net = ADMMNetwork(LAYERS, seed=2, **options, subset_iterations=3, subset_stride=3)
+    net.fit(X, y, iterations=4)
+    start = reference(ADMMNetwork(LAYERS, seed=2), X[::3], y[::3], **options)
+    for _ in range(3):
+        start.step()
+    ref = ReferenceADMM(X, y, LAYERS, start.weights, activation="hardsigmoid", **options)
+    for _ in range(4):
+        ref.step()
+    for w, r in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(w, r, rtol=1e-8, atol=1e-8 * np.abs(r).max())
+    assert [h["iteration"] for h in net.history] == [1, 2, 3, 4]
+    # Not the plain run from the Glorot weights.
+    plain = ADMMNetwork(LAYERS, seed=2, **options).fit(X, y, iterations=4)
+    assert not np.allclose(plain.weights[0], net.weights[0], rtol=1e-3)
+
+
+def test_subset_start_only_on_a_fresh_fit(rng):
+    """The subset run happens once, in the set-up of a fresh fit (so also
+    before ``step()``: ``fit(X, y, 0)`` and N steps are ``fit(X, y, N)``, bit
+    for bit); its iterations show in PhaseTimer, not in ``history``; a warm
+    start continues."""
+    X, y = data(rng, m=90)
+    net = ADMMNetwork(LAYERS, seed=2, **OPTIONS, subset_iterations=2)
+    with admm.PhaseTimer() as timer:
+        net.fit(X, y, iterations=0)
+    assert timer.calls["iteration"] == 2 and net.history == []
+    stepped = [net.step() for _ in range(3)]
+    fitted = ADMMNetwork(LAYERS, seed=2, **OPTIONS, subset_iterations=2)
+    with admm.PhaseTimer() as timer:
+        fitted.fit(X, y, iterations=3)
+    assert timer.calls["iteration"] == 2 + 3 and len(fitted.history) == 3
+    for w, v in zip(net.weights, fitted.weights, strict=True):
+        np.testing.assert_array_equal(w, v)
+    assert [r["objective"] for r in stepped] == [r["objective"] for r in fitted.history]
+    with admm.PhaseTimer() as timer:
+        fitted.fit(X, y, iterations=5, warm_start=True)
+    assert timer.calls["iteration"] == 2 and len(fitted.history) == 5
+
+
+def test_subset_options_are_validated_flags_and_in_the_header():
+    with pytest.raises(ValueError, match="subset_stride must be at least 2"):
+        ADMMNetwork(LAYERS, subset_iterations=2, subset_stride=1)
+    with pytest.raises(ValueError, match="subset_stride 3 must divide block_size 16"):
+        ADMMNetwork(LAYERS, subset_iterations=2, subset_stride=3, deterministic=True,
+                    block_size=16)  # fmt: skip
+    ADMMNetwork(LAYERS, subset_iterations=2, subset_stride=4, deterministic=True, block_size=16)
+    args = parse_args(["--subset-iterations", "4", "--subset-stride", "3"])
+    assert (args.subset_iterations, args.subset_stride) == (4, 3)
+    assert parse_args([]).subset_iterations == 0
+    described = admm.Config(subset_iterations=4).describe(3)
+    assert "started by 4 iterations on every 4th sample" in described
+    assert "started by" not in admm.Config().describe(3)
 
 
 def test_refit_input_layer_is_a_flag_and_in_the_header():

@@ -343,6 +343,12 @@ def _unit_interval(metavar: str) -> Interval:
     return Interval(lambda v: 0 <= v < 1, "a number in [0, 1)", metavar=metavar)
 
 
+def _subset_start(c: Config) -> str | None:
+    if not c.subset_iterations:
+        return None
+    return f"started by {c.subset_iterations} iterations on every {c.subset_stride}th sample"
+
+
 def _refit_schedule(c: Config) -> str | None:
     if not c.refit_every:
         return None
@@ -517,6 +523,26 @@ class Config:
             3, 9, lambda c: "started from the targets" if c.start_from_targets else None
         ),
     )
+    subset_iterations: int = option(
+        0,
+        Integer(0, metavar="K"),
+        "before iteration 1, train K iterations on every F-th training sample "
+        "(--subset-stride) with these options and start from their weights instead of "
+        "Glorot's (a cheap start: their time is counted, their iterations are not); 0: off",
+        legacy=0,
+        model=False,
+        late_in_checkpoints=True,
+        header=Header(3, 10, _subset_start),
+    )
+    subset_stride: int = option(
+        4,
+        Integer(1, metavar="F"),
+        "the F of --subset-iterations: the start sees the samples whose global index is a "
+        "multiple of F (with --deterministic F must divide --block-size)",
+        legacy=4,
+        model=False,
+        late_in_checkpoints=True,
+    )
     refit_input_layer: bool = option(
         True,
         Flag(),
@@ -620,6 +646,17 @@ class Config:
         for f in dataclasses.fields(self):
             value = f.metadata["constraint"].check(f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
+        if self.subset_iterations and self.subset_stride < 2:
+            raise ValueError(
+                f"subset_stride must be at least 2 with subset_iterations (every F-th "
+                f"sample), got {self.subset_stride}"
+            )
+        if self.subset_iterations and self.deterministic and self.block_size % self.subset_stride:
+            raise ValueError(
+                f"subset_stride {self.subset_stride} must divide block_size "
+                f"{self.block_size} with deterministic (then the subset and its sums are "
+                "the same on any number of ranks)"
+            )
         if self.rho_final < 1.0 and self.rho_decay_iterations == 0:
             raise ValueError(
                 f"rho_final {self.rho_final:g} needs rho_decay_iterations of at least 1 (the "

@@ -77,6 +77,10 @@ def memory_breakdown(
     float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
     block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
 
+    The start of ``subset_iterations`` (a network on every ``subset_stride``-th
+    sample, freed before the full state exists) needs less than the full
+    state it precedes, so it does not change the peak.
+
     Not counted: the interpreter and its libraries (a few tens of MB, measured
     at start-up by the training program), MPI's own buffers, and whatever the
     data loader needs while it reads the files.

@@ -221,6 +221,10 @@ class ADMMNetwork:
         # The set-up below (conversion, deskewing, centring, the initial
         # forward pass) is training time too: counted in ``time_s``.
         setup_started = time.perf_counter()
+        resuming = warm_start and self._solver is not None
+        start_weights = None
+        if self.config.subset_iterations and not resuming:
+            start_weights = self._subset_weights(X, y)
         # Hyper-parameters must agree across ranks, or the Allreduces would
         # silently sum different problems.
         comm.raise_if_any(self._config_mismatch(comm))
@@ -234,7 +238,6 @@ class ADMMNetwork:
         reducer = SampleReducer(
             comm, X.shape[0], self.config.deterministic, self.config.block_size
         )
-        resuming = warm_start and self._solver is not None
         if self.config.center:
             # A resumed run keeps the mean its state was centred with.
             keep = resuming and self.input_mean_ is not None
@@ -263,7 +266,7 @@ class ADMMNetwork:
                 reducer,
                 X,
                 y,
-                self._starting_weights(),
+                self._starting_weights() if start_weights is None else start_weights,
             )
             self.rho_ = self._solver.rho
             self.n_iter_ = 0
@@ -651,6 +654,21 @@ class ADMMNetwork:
                 raise ValueError(f"weights[{i}] contains NaN or inf")
             out.append(w)
         return out
+
+    def _subset_weights(self, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        """The weights of ``subset_iterations`` iterations on every
+        ``subset_stride``-th local row (the global multiples of the stride
+        when ranks start at such multiples, as whole blocks of
+        ``deterministic`` do), from the starting weights. Collective."""
+        stride = self.config.subset_stride
+        config = self.config.replace(
+            subset_iterations=0, block_size=max(1, self.config.block_size // stride)
+        )
+        start = ADMMNetwork(
+            self.layers, config=config, weights=self._starting_weights(), comm=self._comm_arg
+        )
+        start.fit(X[::stride], y[::stride], iterations=self.config.subset_iterations)
+        return [np.array(w) for w in start.weights]
 
     def _starting_weights(self) -> list[np.ndarray]:
         if self._initial_weights is not None:

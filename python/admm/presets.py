@@ -113,22 +113,28 @@ _PRESETS = (
     # without refits), and a
     # ridge stronger at first that falls fast, 6.45e-2 to 3e-3 by iteration 7
     # (+0.5 points at iteration 12 over the digits preset's). 96.56%
-    # validation accuracy after 7 iterations. 19 iterations: the last ends
-    # with a refit, so --refit would repeat it. Use --validation and
-    # --patience to stop on a plateau, or --no-deskew for images that are not
-    # digits.
+    # validation accuracy after 7 iterations. Since 2026-12-07 20:50 UTC it
+    # starts from the weights of 4 such iterations on every 4th sample
+    # (subset_iterations, subset_stride; a quarter of the work each, 95.7%
+    # validation accuracy by themselves): 96.60% after iteration 4 and 97.00%
+    # after 7, in 20% less time to 96.5%. 19 iterations: the last ends with a
+    # refit, so --refit would repeat it. Use --validation and --patience to
+    # stop on a plateau, or --no-deskew for images that are not digits.
     Preset(
         "fast",
         "time to accuracy for images of handwritten digits: digits in float32 without the "
-        "backward sweep, started from the targets, the forward refit (W_1 kept) after "
-        "iteration 1 and every third after it (refit_every 3, refit_first 1), ridge 6.45e-2 "
-        "-> 3e-3 by iteration 7, 19 iterations",
+        "backward sweep, from the weights of 4 iterations on every 4th sample, started from "
+        "the targets, the forward refit (W_1 kept) after iteration 1 and every third after "
+        "it (refit_every 3, refit_first 1), ridge 6.45e-2 -> 3e-3 by iteration 7, 19 "
+        "iterations",
         {
             **_BEST_ANY,
             "deskew": True,
             "dtype": "float32",
             "backward_sweep": False,
             "start_from_targets": True,
+            "subset_iterations": 4,
+            "subset_stride": 4,
             "refit_every": 3,
             "refit_first": 1,
             "refit_input_layer": False,
