@@ -537,8 +537,9 @@ class Config:
     subset_stride: int = option(
         4,
         Integer(1, metavar="F"),
-        "the F of --subset-iterations: the start sees the samples whose global index is a "
-        "multiple of F (with --deterministic F must divide --block-size)",
+        "the F of --subset-iterations: the start sees every F-th sample of each rank's "
+        "block; with --deterministic F must divide --block-size, and the subset (the "
+        "samples whose global index is a multiple of F) is the same on any number of ranks",
         legacy=4,
         model=False,
         late_in_checkpoints=True,

@@ -197,7 +197,8 @@ class ADMMNetwork:
         iterations : int
             Total number of iterations: with ``warm_start`` the run continues
             from ``n_iter_`` up to this count. 0 sets up the state (the
-            initial forward pass) without iterating, for :meth:`step`.
+            initial forward pass; with ``subset_iterations``, after the run
+            on the subset) without iterating, for :meth:`step`.
         X_val, y_val : arrays, optional
             This rank's block of validation samples; the accuracy over all
             ranks' blocks is recorded every ``eval_every`` iterations and at
@@ -221,13 +222,13 @@ class ADMMNetwork:
         # The set-up below (conversion, deskewing, centring, the initial
         # forward pass) is training time too: counted in ``time_s``.
         setup_started = time.perf_counter()
+        # Hyper-parameters must agree across ranks, or the Allreduces would
+        # silently sum different problems.
+        comm.raise_if_any(self._config_mismatch(comm))
         resuming = warm_start and self._solver is not None
         start_weights = None
         if self.config.subset_iterations and not resuming:
             start_weights = self._subset_weights(X, y)
-        # Hyper-parameters must agree across ranks, or the Allreduces would
-        # silently sum different problems.
-        comm.raise_if_any(self._config_mismatch(comm))
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if self.config.deskew:
             X = deskew_images(X)  # a copy of our own: centred in place below

@@ -110,16 +110,16 @@ _PRESETS = (
     # third after it, keeping W_1 (a fifth less work per refit, the same
     # accuracy), which lifts the forward pass's accuracy at once (94.0%
     # validation accuracy after iteration 1; it lags the state far behind
-    # without refits), and a
-    # ridge stronger at first that falls fast, 6.45e-2 to 3e-3 by iteration 7
-    # (+0.5 points at iteration 12 over the digits preset's). 96.56%
-    # validation accuracy after 7 iterations. Since 2026-12-07 20:50 UTC it
-    # starts from the weights of 4 such iterations on every 4th sample
-    # (subset_iterations, subset_stride; a quarter of the work each, 95.7%
-    # validation accuracy by themselves): 96.60% after iteration 4 and 97.00%
-    # after 7, in 20% less time to 96.5%. 19 iterations: the last ends with a
-    # refit, so --refit would repeat it. Use --validation and --patience to
-    # stop on a plateau, or --no-deskew for images that are not digits.
+    # without refits), and a ridge stronger at first that falls fast,
+    # 6.45e-2 to 3e-3 by iteration 7 (+0.5 points at iteration 12 over the
+    # digits preset's): 96.56% validation accuracy after 7 iterations. Since
+    # the seventh round of the study it starts from the weights of 4 such
+    # iterations on every 4th sample (subset_iterations, subset_stride; a
+    # quarter of the work each, 95.7% validation accuracy by themselves):
+    # 96.60% after iteration 4 and 97.00% after 7, 20% less time to 96.5%.
+    # 19 iterations: the last ends with a refit, so --refit would repeat it.
+    # Use --validation and --patience to stop on a plateau, or --no-deskew
+    # for images that are not digits.
     Preset(
         "fast",
         "time to accuracy for images of handwritten digits: digits in float32 without the "
