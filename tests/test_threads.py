@@ -406,6 +406,16 @@ def test_program_lets_idle_blas_threads_sleep_soon():
     assert _cores.short_blas_spin(env) is True and env["OPENBLAS_THREAD_TIMEOUT"] == "20"
 
 
+def test_program_keeps_the_mmap_threshold_unless_the_user_set_it():
+    """``python -m admm.train`` fixes glibc's mmap threshold (freed large
+    temporaries go back to the system) unless ``MALLOC_MMAP_THRESHOLD_`` is set."""
+    assert _cores.fixed_mmap_threshold({_cores.MMAP_THRESHOLD_ENV: "65536"}) is False
+    import ctypes
+
+    has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
+    assert _cores.fixed_mmap_threshold({}) is has_mallopt  # no glibc: nothing to set
+
+
 def test_blas_threads_from_environment(monkeypatch):
     """Without threadpoolctl the BLAS's own variables count, in its order."""
     import builtins

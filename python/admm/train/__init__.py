@@ -19,18 +19,21 @@ The modules: :mod:`~admm.train.args` (the command line),
 :mod:`~admm.train.report` (what rank 0 prints and writes to ``--metrics``)
 and :mod:`~admm.train.run` (the run, from its checks to its summary).
 
-Importing this package sets the BLAS environment of the process (below):
-library code, such as :mod:`admm.evaluate`, must not import it.
+Importing this package sets the BLAS environment of the process and glibc's
+mmap threshold (below): library code, such as :mod:`admm.evaluate`, must not
+import it.
 """
 
 from __future__ import annotations
 
 # First, before NumPy loads the BLAS: one BLAS thread per core, not per rank,
 # and idle BLAS threads that soon leave the cores to the entry-wise kernels.
-from .._cores import share_blas_cores, short_blas_spin
+# And freed temporaries returned to the system, as the memory model assumes.
+from .._cores import fixed_mmap_threshold, share_blas_cores, short_blas_spin
 
 BLAS_THREADS_SET = share_blas_cores()
 short_blas_spin()
+fixed_mmap_threshold()
 
 from .._checks import deskew_mismatch, width_mismatch
 from .args import UsageError, build_parser, parse_args
