@@ -7,8 +7,10 @@ train, the next 10,000 validate; the test set is not read), refits it, and
 on rank 0 compares read-outs of its last hidden features ``f_{L-1}`` (the
 network's own forward pass, through the public API) on the validation
 images: the refit's ``W_L``, a ridge least-squares fit to one-hot targets,
-and scikit-learn's ``LinearSVC`` (squared hinge, one against the rest) and
-``LogisticRegression`` (the ``peers`` extra). Prints one line per read-out::
+the hinge read-out solved by ADMM with the library's output update (a
+sketch of what the library could do), and scikit-learn's ``LinearSVC``
+(squared hinge, one against the rest) and ``LogisticRegression`` (the
+``peers`` extra). Prints one line per read-out::
 
     OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python -m bench.studies.accuracy.readout --preset digits
 """
@@ -23,6 +25,7 @@ import numpy as np
 from admm.preprocessing import deskew
 from mpi4py import MPI
 
+from admm_core import output_hinge_update
 from bench.common import MNIST_LAYERS, SHARED_MNIST, mnist_validation_split
 
 
@@ -72,6 +75,21 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"ridge {ridge:g}, one-hot least squares {np.mean(np.argmax(Fv @ wls, 1) == yv):.4f}"
         )
+    # The same problem by ADMM with the library's own hinge update: (5) and
+    # (6) on z = F W^T, the W-update with the multiplier, on the fixed Gram.
+    ridge = 1e-4 * np.trace(gram) / len(gram)
+    factor = np.linalg.cholesky(gram + ridge * np.eye(len(gram)))
+    w, beta = W.copy(), 1.0
+    z, lam = np.empty((len(F), W.shape[0])), np.zeros((len(F), W.shape[0]))
+    for it in range(1, 301):
+        np.matmul(F, w.T, out=z)
+        output_hinge_update(z, lam, y.astype(np.int64), beta, True)
+        rhs = F.T @ (z + lam / (2 * beta))
+        w = np.linalg.solve(factor.T, np.linalg.solve(factor, rhs)).T
+        if it in (30, 100, 300):
+            print(
+                f"ADMM hinge read-out, {it} iterations {np.mean(np.argmax(Fv @ w.T, 1) == yv):.4f}"
+            )
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
