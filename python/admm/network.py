@@ -397,10 +397,26 @@ class ADMMNetwork:
         ``W_L h(... h(W_1 x))`` for each row ``x`` of ``X`` (shape
         ``(m, n_0)``), computed in blocks of rows in the network's dtype.
         """
+        return self._forward(X, outputs=True)
+
+    def hidden_features(self, X: np.ndarray) -> np.ndarray:
+        """The last hidden layer's activations, shape ``(m, n_{L-1})``. Local.
+
+        ``h(W_{L-1} ... h(W_1 x))`` for each row ``x`` of ``X`` (prepared as
+        in training: deskewed, centred), the features the output weights
+        ``W_L`` read (``decision_function`` is them times ``W_L^T``); the
+        prepared ``X`` itself when the network has no hidden layer. Computed
+        in blocks of rows in the network's dtype.
+        """
+        return self._forward(X, outputs=False)
+
+    def _forward(self, X: np.ndarray, outputs: bool) -> np.ndarray:
+        """The forward pass of :meth:`decision_function` (``outputs``) or of
+        :meth:`hidden_features`, block by block. Local."""
         X = self._check_input(X, "X")
         m = X.shape[0]
         weights = self._current_weights()
-        out = np.empty((m, self.layers[-1]), dtype=self.dtype)
+        out = np.empty((m, self.layers[-1 if outputs else -2]), dtype=self.dtype)
         # With deterministic no call crosses a multiple of block_size: on ranks
         # holding whole blocks (as the program splits a test set) a sample is
         # computed in the same call on any number of ranks.
@@ -413,7 +429,10 @@ class ADMMNetwork:
             if self.input_mean_ is not None:
                 block = self._centred(block, self.input_mean_, in_place=self.config.deskew)
             hidden = forward_features(block, weights[:-1], self._activation)
-            matmul(hidden, weights[-1], out[rows], transpose_b=True)
+            if outputs:
+                matmul(hidden, weights[-1], out[rows], transpose_b=True)
+            else:
+                out[rows] = hidden
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:

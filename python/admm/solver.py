@@ -332,6 +332,7 @@ class Solver:
     @X.setter
     def X(self, value: np.ndarray) -> None:
         self.a[0] = value
+        self.input_features = None  # features of the former block
 
     @staticmethod
     def _matmul_rows(
@@ -615,7 +616,7 @@ class Solver:
                 # f_1 whole, once for every layer: held by step() when it
                 # knew a refit would follow, computed alike otherwise.
                 features = self.input_features
-                if features is None or features.shape[0] != self.X.shape[0]:
+                if features is None:
                     with phase("refit"):
                         features = self.input_features_of(weights[0])
         self.input_features = None

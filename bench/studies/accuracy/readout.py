@@ -5,7 +5,7 @@ Trains ``--preset`` (in float32) under ``mpiexec`` on the accuracy study's
 split (the seed-0 permutation of MNIST's training images: the first 50,000
 train, the next 10,000 validate; the test set is not read), refits it, and
 on rank 0 compares read-outs of its last hidden features ``f_{L-1}`` (the
-network's own forward pass, through the public API) on the validation
+network's own forward pass, ``ADMMNetwork.hidden_features``) on the validation
 images: the refit's ``W_L``, a ridge least-squares fit to one-hot targets,
 the hinge read-out solved by ADMM with the library's output update (a
 sketch of what the library could do), and scikit-learn's ``LinearSVC``
@@ -22,27 +22,10 @@ from pathlib import Path
 
 import admm
 import numpy as np
-from admm.preprocessing import deskew
 from mpi4py import MPI
 
 from admm_core import output_hinge_update
 from bench.common import MNIST_LAYERS, SHARED_MNIST, mnist_validation_split
-
-
-def last_hidden_features(net: admm.ADMMNetwork, X: np.ndarray) -> np.ndarray:
-    """``f_{L-1}`` of the rows of ``X``: prepared as in training, then
-    ``h(... h(x W_1^T) ... W_{L-1}^T)``."""
-    x = np.asarray(X, dtype=net.dtype)
-    if net.config.deskew:
-        x = deskew(x)
-    if net.input_mean_ is not None:
-        x = x - net.input_mean_.astype(net.dtype)
-    h = admm.activations.get(net.config.activation, net.config)
-    for w in net.weights[:-1]:
-        z = x @ np.asarray(w).T
-        x = np.empty_like(z)
-        h.forward(z, x)
-    return x
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
                            comm=comm)  # fmt: skip
     net.fit(X, y, iterations=args.iterations or admm.PRESET_ITERATIONS[args.preset])
     net.refit()
-    F, Fv = last_hidden_features(net, X), last_hidden_features(net, Xv)
+    F, Fv = net.hidden_features(X), net.hidden_features(Xv)
     parts = comm.gather((F, y, Fv, yv), root=0)
     if comm.rank != 0:
         return
