@@ -167,6 +167,20 @@ def hinge_prox(m: np.ndarray, lam: np.ndarray, onehot: np.ndarray, beta: float) 
     return np.where(onehot == 1, pos, neg)
 
 
+def output_prox(
+    loss: str, m: np.ndarray, lam: np.ndarray, Y: np.ndarray, beta: float
+) -> np.ndarray:
+    """``argmin_z C(z, Y) + <z, lam> + beta ||z - m||^2`` for ``loss``, columns as
+    samples (``Y`` the 0/1 or one-hot targets, or the squared loss's targets)."""
+    if loss == "hinge":
+        return hinge_prox(m, lam, Y, beta)
+    if loss == "logistic":
+        return logistic_prox(m, lam, Y, beta)
+    if loss == "cross_entropy":
+        return cross_entropy_prox(m, lam, Y, beta)
+    return (2.0 * Y - lam + 2.0 * beta * m) / (2.0 + 2.0 * beta)
+
+
 def hinge_loss(z: np.ndarray, onehot: np.ndarray) -> float:
     """Sum over entries of the one-vs-rest hinge ``C(z, y)`` of ADMM.md."""
     return float(np.sum(np.where(onehot == 1, np.maximum(0.0, 1.0 - z), np.maximum(0.0, z))))
@@ -365,15 +379,7 @@ class ReferenceADMM:
     def _output_update(self) -> None:
         """(5): the exact output prox with m = W_L a_{L-1}."""
         m = self.weights[-1] @ self.a[-1]
-        b = self.beta[-1]
-        if self.loss == "hinge":
-            self.z[-1] = hinge_prox(m, self.lam, self.Y, b)
-        elif self.loss == "logistic":
-            self.z[-1] = logistic_prox(m, self.lam, self.Y, b)
-        elif self.loss == "cross_entropy":
-            self.z[-1] = cross_entropy_prox(m, self.lam, self.Y, b)
-        else:
-            self.z[-1] = (2.0 * self.Y - self.lam + 2.0 * b * m) / (2.0 + 2.0 * b)
+        self.z[-1] = output_prox(self.loss, m, self.lam, self.Y, self.beta[-1])
 
     def _multiplier_update(self) -> None:
         """(6): lam += beta_L (z_L - W_L a_{L-1})."""
@@ -501,6 +507,38 @@ def forward_refit(
         if l < len(z) - 1:
             f = h(w @ f)
     return weights
+
+
+def readout(
+    f: np.ndarray,
+    z: np.ndarray,
+    Y: np.ndarray,
+    loss: str,
+    beta: float,
+    ridge_relative: float,
+    iterations: int,
+) -> np.ndarray:
+    """The read-out of ``W_L`` on fixed features, columns as samples, in float64.
+
+    ``f`` is ``f_{L-1}`` (``n_{L-1} x m``), ``z`` the state's ``z_L`` and ``Y``
+    the targets as :func:`output_prox` takes them (``n_L x m``). ADMM on
+    ``sum C(W f, Y) + beta rho ||W||^2`` with ``z = W f``, ``rho =
+    ridge_relative`` times the mean diagonal of ``f f^T``: from ``W = z f^T
+    (f f^T + rho I)^{-1}`` and ``lam = 0``, ``iterations`` times ``z = prox(W
+    f)``, ``lam += beta (z - W f)``, ``W = (z + lam / (2 beta)) f^T (f f^T +
+    rho I)^{-1}``.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    G = f @ f.T
+    G = G + ridge_relative * np.trace(G) / len(G) * np.eye(len(G))
+    w = np.linalg.solve(G, f @ np.asarray(z, dtype=np.float64).T).T
+    lam = np.zeros_like(w @ f)
+    for _ in range(iterations):
+        m = w @ f
+        zr = output_prox(loss, m, lam, Y, beta)
+        lam = lam + beta * (zr - m)
+        w = np.linalg.solve(G, f @ (zr + lam / (2.0 * beta)).T).T
+    return w
 
 
 def deskew_images(X: np.ndarray) -> np.ndarray:

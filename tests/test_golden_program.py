@@ -334,6 +334,9 @@ ADDED_FLAGS = {
     "start_from_targets",  # issue 16: z_L from the targets before iteration 1
     "subset_iterations",  # issue 16: a start trained on a subset of the samples
     "subset_stride",  # issue 16: and which subset
+    "readout_iterations",  # issue 16: W_L fitted to the loss in the refits
+    "readout_beta",  # issue 16: its penalty
+    "readout_ridge",  # issue 16: its ridge
     "label_smoothing",  # the cross-entropy's label smoothing (PyTorch's name)
 }
 CHANGED_HELP = {

@@ -105,22 +105,28 @@ def test_refit_needs_a_state(tmp_path):
         admm.load(tmp_path / "m.npz").refit()
 
 
-def test_refit_failure_leaves_the_weights(rng, monkeypatch):
+@pytest.mark.parametrize(
+    ("method", "options", "layer"),
+    [("refit_weights", {}, 2), ("readout_weights", {"readout_iterations": 3}, 3)],
+)
+def test_refit_failure_leaves_the_weights(rng, monkeypatch, method, options, layer):
+    """NaN in a refit W_l (a least-squares layer, or the read-out's W_L): a
+    :class:`NumericalError` naming the layer, the weights unchanged."""
     X, y = data(rng)
-    net = ADMMNetwork(LAYERS, **OPTIONS).fit(X, y, iterations=3)
+    net = ADMMNetwork(LAYERS, **OPTIONS, **options).fit(X, y, iterations=3)
     before = [np.array(w) for w in net.weights]
-    real = admm.solver.Solver.refit_weights
+    real = getattr(admm.solver.Solver, method)
 
-    def poisoned(self, l, refit, rho, *features):
-        w = real(self, l, refit, rho, *features)
-        if l == 2:
+    def poisoned(self, *args):
+        w = real(self, *args)
+        if method == "readout_weights" or args[0] == layer:
             w[0, 0] = np.nan
         return w
 
-    monkeypatch.setattr(admm.solver.Solver, "refit_weights", poisoned)
-    with pytest.raises(NumericalError, match="refit after iteration 3, layer 2") as info:
+    monkeypatch.setattr(admm.solver.Solver, method, poisoned)
+    with pytest.raises(NumericalError, match=f"refit after iteration 3, layer {layer}") as info:
         net.refit()
-    assert (info.value.iteration, info.value.layer) == (3, 2)
+    assert (info.value.iteration, info.value.layer) == (3, layer)
     for u, v in zip(before, net.weights, strict=True):
         np.testing.assert_array_equal(u, v)
 

@@ -358,6 +358,15 @@ def _refit_schedule(c: Config) -> str | None:
     return text if c.refit_input_layer else text + " (W_1 kept)"
 
 
+def _readout(c: Config) -> str | None:
+    if not c.readout_iterations:
+        return None
+    return (
+        f"read-out by {c.readout_iterations} ADMM iterations (beta {c.readout_beta:g}, "
+        f"ridge {c.readout_ridge:g})"
+    )
+
+
 def _continuation(c: Config) -> str:
     def cap(value: Any) -> str:
         return "no cap" if value is None else format_floats(value)
@@ -554,6 +563,40 @@ class Config:
         "against 0.87 s, the same accuracy in --preset fast (docs/accuracy-study.md, "
         "issue 16)",
         legacy=True,
+        model=False,
+        late_in_checkpoints=True,
+    )
+    readout_iterations: int = option(
+        0,
+        Integer(0, metavar="K"),
+        "in every forward refit (--refit, --refit-every), fit W_L to the loss itself on the "
+        "refit's last hidden features f_{L-1} instead of by least squares to z_L: K "
+        "iterations of ADMM on the convex sum of C(W_L f_{L-1}) + beta rho ||W_L||^2 "
+        "(--readout-beta, --readout-ridge) from the least-squares W_L, on f_{L-1} held whole "
+        "and its Gram factored once; an iteration costs two (m, n_{L-1}, n_L) products. "
+        "The read-out an SVM would give the trained features (docs/accuracy-study.md, "
+        "issue 16); 0: off",
+        legacy=0,
+        model=False,
+        late_in_checkpoints=True,
+        header=Header(3, 11, _readout),
+    )
+    readout_beta: float = option(
+        0.1,
+        Interval(lambda v: v > 0, "a positive finite number", metavar="B"),
+        "the penalty beta of --readout-iterations' ADMM (the constraint z = W_L f_{L-1}); "
+        "the regularisation it solves for is beta times --readout-ridge. A small beta "
+        "gets most of the gain in a few iterations (docs/accuracy-study.md)",
+        legacy=0.1,
+        model=False,
+        late_in_checkpoints=True,
+    )
+    readout_ridge: float = option(
+        1e-3,
+        Interval(lambda v: v > 0, "a positive finite number", metavar="R"),
+        "the ridge rho of --readout-iterations, relative to the mean diagonal of the Gram of "
+        "f_{L-1} over all samples",
+        legacy=1e-3,
         model=False,
         late_in_checkpoints=True,
     )

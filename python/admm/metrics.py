@@ -42,6 +42,7 @@ def memory_breakdown(
     refit: bool = False,
     ridge_decay: bool = False,
     input_features: bool = False,
+    readout: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -73,6 +74,11 @@ def memory_breakdown(
     with ``input_features`` (refits that keep ``W_1``: ``refit_input_layer``
     off), ``h(a_0 W_1^T)`` whole, ``m n_1 s``, beside the temporaries of the
     iteration before the refit and of the refit;
+    with ``readout`` (``readout_iterations``, with ``refit``), the read-out's
+    ``f_{L-1}`` whole, its own ``z`` and ``lam`` and the ``(m, n_L)`` term
+    ``lam / (2 beta)``: ``m (n_{L-1} + 3 n_L) s``,
+    beside the refit's temporaries (and ``h(a_0 W_1^T)`` with
+    ``input_features``);
     with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
     float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
     block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
@@ -119,6 +125,10 @@ def memory_breakdown(
             + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
         )
     held = m * n[1] * s if input_features and refit and L > 1 else 0
+    # f_{L-1} is the input block itself without a hidden layer; the read-out's
+    # solve has the temporaries of a weight solve.
+    readout_arrays = m * ((n[L - 1] if L > 1 else 0) + 3 * n[L]) * s
+    reading_out = held + readout_arrays + refitting if readout and refit else 0
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
         *temporaries.values(),
@@ -126,6 +136,7 @@ def memory_breakdown(
         refitting,
         deskewing,
         held + max(*temporaries.values(), refitting) if held else 0,
+        reading_out,
     )
     return parts
 

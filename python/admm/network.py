@@ -336,7 +336,13 @@ class ADMMNetwork:
         self.history.append(record)
         return record
 
-    def refit(self) -> ADMMNetwork:
+    def refit(
+        self,
+        *,
+        readout_iterations: int | None = None,
+        readout_beta: float | None = None,
+        readout_ridge: float | None = None,
+    ) -> ADMMNetwork:
         """Re-solve every weight layer on the network's own forward features.
 
         Collective on ``comm``. ADMM leaves weights that fit its state
@@ -358,8 +364,21 @@ class ADMMNetwork:
         and the same sums and float64 Cholesky solve; with ``deterministic``
         the result does not depend on the number of ranks, bit for bit. The
         features are recomputed from ``f_0`` for every layer in blocks of
-        ``PREDICT_BLOCK`` rows, never held whole: the memory of a test
-        evaluation, and a little less work than one iteration.
+        ``PREDICT_BLOCK`` rows, never held whole (except the read-out's
+        ``f_{L-1}``): the memory of a test evaluation, and a little less work
+        than one iteration.
+
+        With ``readout_iterations`` K, ``W_L`` is instead fitted to the loss
+        itself on ``f_{L-1}``: K iterations of ADMM on the convex problem
+        ``sum C(W_L f_{L-1}) + readout_beta rho ||W_L||^2`` (``rho`` is
+        ``readout_ridge`` times the mean diagonal of the Gram of ``f_{L-1}``),
+        from the least-squares fit to ``z_L`` with that ridge
+        (:meth:`admm.solver.Solver.readout_weights`); ``f_{L-1}`` is then held
+        whole, ``(m, n_{L-1})``, beside the read-out's own ``z`` and ``lam``.
+        The keyword arguments override those three options for this refit
+        only (checked as the options are, ``ValueError`` naming the option,
+        before any communication); the refit depends on the state alone, so
+        one trained network can be refit with several read-outs.
 
         The weights used by :meth:`predict` and written by :meth:`save` (and
         by :meth:`get_state`) are replaced; the ADMM state (``a``, ``z``,
@@ -371,6 +390,8 @@ class ADMMNetwork:
 
         Raises
         ------
+        ValueError
+            A read-out override that its option would refuse.
         RuntimeError
             When the network has no ADMM state: neither ``fit`` nor
             :meth:`set_state` ran (a model from :func:`load` has none).
@@ -386,9 +407,12 @@ class ADMMNetwork:
                 "refit needs the ADMM state of a fit: call fit (or set_state) first; "
                 "a loaded model has no state"
             )
+        given = {"readout_iterations": readout_iterations, "readout_beta": readout_beta,
+                 "readout_ridge": readout_ridge}  # fmt: skip
+        readout = self.config.replace(**{k: v for k, v in given.items() if v is not None})
         solver = self._ready_solver("refit")
         rho = self.ridges(self.n_iter_ - 1)  # the ridge of the last iteration
-        solver.weights = solver.refit(rho, self.n_iter_)
+        solver.weights = solver.refit(rho, self.n_iter_, readout)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

@@ -598,16 +598,23 @@ class Solver:
 
         return self.ridge_solve(l, products, rho)
 
-    def refit(self, rho: Sequence[float], iteration: int) -> list[np.ndarray]:
+    def refit(
+        self, rho: Sequence[float], iteration: int, readout: Config | None = None
+    ) -> list[np.ndarray]:
         """Every ``W_l`` re-solved on the network's own forward features. Collective.
 
         For ``l = 1..L`` in order, :meth:`refit_weights` through the refit
         ``W_1 .. W_{l-1}``, ``rho`` the ridges to use; without
         ``refit_input_layer``, ``W_1`` is kept (a copy) and ``l`` runs from 2.
+        With ``readout_iterations`` (of ``readout``, default the solver's
+        options), ``W_L`` is :meth:`readout_weights` of :meth:`last_features`
+        instead (``f_1``, when held, is released once ``f_{L-1}`` is formed
+        from it).
         Returns the new weights without installing them. Raises
         :class:`NumericalError` (every rank) naming the layer, after
         ``iteration`` iterations, on NaN or inf or a Gram the ridge cannot fix.
         """
+        readout = readout or self.config
         weights: list[np.ndarray] = []
         features = None
         if not self.config.refit_input_layer:
@@ -620,11 +627,18 @@ class Solver:
                     with phase("refit"):
                         features = self.input_features_of(weights[0])
         self.input_features = None
-        for l in range(len(weights) + 1, len(self.layers)):
+        L = len(self.layers) - 1
+        for l in range(len(weights) + 1, L + 1):
             problem = None
             try:
-                with phase("refit"):
-                    w = self.refit_weights(l, weights, rho[l - 1], features)
+                if l == L and readout.readout_iterations:
+                    with phase("readout"):
+                        last = self.last_features(weights, features)
+                        features = None  # f_1 is not needed beside f_{L-1} any more
+                        w = self.readout_weights(last, readout)
+                else:
+                    with phase("refit"):
+                        w = self.refit_weights(l, weights, rho[l - 1], features)
             except np.linalg.LinAlgError as exc:
                 problem = str(exc)
             else:
@@ -639,6 +653,87 @@ class Solver:
                 )
             weights.append(w)
         return weights
+
+    def last_features(
+        self, refit: Sequence[np.ndarray], input_features: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``f_{L-1}`` whole, ``(m, n_{L-1})``: the forward features of the input
+        block through ``refit`` (``W_1 .. W_{L-1}``), or from ``input_features``
+        (``f_1`` of ``refit[0]``) when given. Formed ``PREDICT_BLOCK`` rows at a
+        time; the input block (or ``input_features``) itself when there is no
+        layer to pass. Local."""
+        first, through = self.X, list(refit)
+        if input_features is not None:
+            first, through = input_features, through[1:]
+        if not through:
+            return first
+        features = np.empty((first.shape[0], through[-1].shape[0]), dtype=self.dtype)
+        for start in range(0, first.shape[0], PREDICT_BLOCK):
+            chunk = slice(start, start + PREDICT_BLOCK)
+            features[chunk] = forward_features(first[chunk], through, self.activation)
+        return features
+
+    def readout_weights(self, features: np.ndarray, readout: Config | None = None) -> np.ndarray:
+        """``W_L`` fitted to the loss on the fixed features ``f = f_{L-1}``. Collective.
+
+        ``features`` is this rank's ``f`` ``(m, n_{L-1})``; the read-out
+        options are those of ``readout`` (default: the solver's). Minimises the
+        convex ``sum_samples C(W_L f, y) + beta rho ||W_L||^2`` (``beta =
+        readout_beta``, ``rho = readout_ridge`` times the mean diagonal of
+        ``G = sum f^T f``) by ``readout_iterations`` iterations of ADMM on
+        ``z = f W_L^T``, from ``W_L = (sum z_L^T f)(G + rho I)^{-1}`` (the
+        least-squares read-out of the state's ``z_L``) and a zero multiplier:
+
+            z   <- argmin C(z, y) + <z, lam> + beta ||z - f W_L^T||^2   (5)
+            lam <- lam + beta (z - f W_L^T)                             (6)
+            W_L <- (sum (z + lam / (2 beta))^T f) (G + rho I)^{-1}
+
+        the last the exact minimiser over ``W_L`` of the augmented Lagrangian
+        (the network's own update (4) leaves the multiplier out). ``G + rho I``
+        is reduced and factored once; each iteration sums one ``(n_L,
+        n_{L-1})`` cross term over all ranks (with ``deterministic``, by
+        summation block: the result does not depend on the number of ranks).
+        ``z`` and ``lam`` are the read-out's own, the state's are not touched.
+        """
+        config = readout or self.config
+        n_out, n_in = self.layers[-1], self.layers[-2]
+        beta = config.readout_beta
+        buf = np.empty(n_out * n_in + n_in * n_in, dtype=self.dtype)
+        zl = self.z[-1]
+
+        def products(i: int, rows: slice, out: np.ndarray) -> None:
+            cross(zl[rows], features[rows], out[: n_out * n_in].reshape(n_out, n_in))
+            gram(features[rows], out[n_out * n_in :].reshape(n_in, n_in))
+
+        self.reducer.sum(products, buf)
+        g = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
+        ridge = config.readout_ridge * max(float(np.trace(g)) / n_in, np.finfo(np.float64).tiny)
+        factor = _factor_with_ridge(g, ridge, layer=len(self.layers) - 1)
+        del g
+        cross_term = buf[: n_out * n_in].reshape(n_out, n_in)
+
+        def solve() -> np.ndarray:
+            # Every rank solves the same float64 system: n_L right-hand sides.
+            w = cross_term.astype(np.float64)
+            cholesky_solve(factor, w)
+            return w.astype(self.dtype, copy=False)
+
+        w = solve()
+        m = features.shape[0]
+        z = np.empty((m, n_out), dtype=self.dtype)
+        lam = np.zeros((m, n_out), dtype=self.dtype)
+        half_inverse = self.dtype.type(1.0 / (2.0 * beta))
+
+        def readout_cross(i: int, rows: slice, buf: np.ndarray) -> None:
+            cross(z[rows], features[rows], buf)
+
+        for _ in range(config.readout_iterations):
+            self.matmul_rows(features, w, z, transpose_b=True)
+            rowwise(self.loss.update, (z, lam, self.targets), beta, True)
+            z += lam * half_inverse  # (z + lam / (2 beta))
+            self.reducer.sum(readout_cross, cross_term)
+            w = solve()
+        return w
 
     def ridge_solve(
         self,

@@ -17,7 +17,10 @@ Phases (times are inclusive, and phases nest):
 - ``hidden_z``: the hidden z-updates (3);
 - ``output``: the output update (5) with the multiplier update (6);
 - ``objective``: the reduction of the objective terms and its checks;
-- ``refit``: :meth:`ADMMNetwork.refit`;
+- ``refit``: :meth:`ADMMNetwork.refit` (the refit of every layer but,
+  with ``readout_iterations``, the last);
+- ``readout``: the read-out of ``W_L`` in a refit (``readout_iterations``:
+  forming ``f_{L-1}``, its Gram and the read-out's iterations);
 - ``reduce``: every sum over the samples of all ranks (the Allreduce, or the
   fixed tree of ``deterministic=True``), nested inside the phases above:
   ``seconds["iteration"] - seconds["reduce"]`` is the compute of a step.

@@ -284,6 +284,7 @@ def predict_memory(
         refit=args.refit or net.config.refit_every > 0,
         ridge_decay=net.rho_final != 1.0,
         input_features=not net.config.refit_input_layer,
+        readout=net.config.readout_iterations > 0,
     )
     return Memory(breakdown, comm.max_value(float(baseline))), samples
 
