@@ -140,3 +140,27 @@ def test_validation_leaving_no_training_samples_fails_on_every_rank(data, tmp_pa
     )
     assert proc.returncode != 0
     assert "--validation 400 leaves no training samples (the data set has 400)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "every", "expected"),
+    [
+        ({}, 3, [3, 6, 8]),
+        ({"refit_every": 3}, 3, [3, 6, 8]),
+        ({"refit_every": 3, "refit_first": 1}, 3, [1, 4, 7, 8]),
+        ({"refit_every": 2, "refit_first": 3}, 2, [1, 3, 5, 7, 8]),
+        ({"refit_every": 3, "refit_first": 1}, 1, list(range(1, 9))),
+    ],
+)
+def test_evaluations_follow_the_refits(rng, options, every, expected):
+    """``fit``'s validation every ``eval_every`` iterations is counted from
+    ``refit_first``: with the refits after 1, 4, 7 (``--preset fast``'s
+    schedule) and ``eval_every`` 3, every evaluation comes after a refit;
+    without ``refit_first`` the period starts at 0 as before. The last
+    iteration is always evaluated."""
+    X, y = rng.random((40, 5)), rng.integers(0, 3, 40)
+    net = admm.ADMMNetwork((5, 6, 3), **options)
+    net.fit(X, y, iterations=8, X_val=X, y_val=y, eval_every=every)
+    assert [h["iteration"] for h in net.history if h["val_accuracy"] is not None] == expected
+    if options.get("refit_first") == 1 and every == 3:
+        assert all(net.config.refits_after(it) for it in expected[:-1])  # 8: the last

@@ -345,6 +345,7 @@ CHANGED_HELP = {
     "activation",  # the activations of issue 15
     "loss",  # the losses of issue 15
     "preset",  # issue 16: fast and digits, best without deskewing; issue 15: binary
+    "eval_every",  # issue 16: counted from --refit-first
 }
 #: Flags whose choices grew (deliberately): the old ones must stay.
 CHANGED_CHOICES = {"preset", "activation", "loss"}

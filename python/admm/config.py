@@ -728,6 +728,13 @@ class Config:
         first = self.refit_first or every
         return bool(every) and iteration >= first and (iteration - first) % every == 0
 
+    def evaluation_due(self, iteration: int, every: int) -> bool:
+        """Whether an evaluation every ``every`` iterations falls after
+        ``iteration`` (counted from 1): the iterations ``F + j every``, ``F =
+        refit_first`` (0 unless set), so that when ``every`` is a multiple of
+        ``refit_every`` every evaluation comes right after a refit."""
+        return (iteration - self.refit_first) % every == 0
+
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated."""
         return dataclasses.replace(self, **changes)

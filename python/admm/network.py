@@ -201,8 +201,10 @@ class ADMMNetwork:
             on the subset) without iterating, for :meth:`step`.
         X_val, y_val : arrays, optional
             This rank's block of validation samples; the accuracy over all
-            ranks' blocks is recorded every ``eval_every`` iterations and at
-            the last one.
+            ranks' blocks is recorded every ``eval_every`` iterations (counted
+            from ``refit_first`` when it is set: after the refits when
+            ``eval_every`` is a multiple of ``refit_every``,
+            :meth:`Config.evaluation_due`) and at the last one.
         callback : callable, optional
             ``callback(network, record)`` after every iteration, on every rank,
             with the history record. A true return value stops training; it
@@ -274,7 +276,10 @@ class ADMMNetwork:
             self.history = []
         self._solver.elapsed += time.perf_counter() - setup_started
         for _ in range(self.n_iter_, iterations):
-            due = (self.n_iter_ + 1) % eval_every == 0 or self.n_iter_ + 1 == iterations
+            due = (
+                self.config.evaluation_due(self.n_iter_ + 1, eval_every)
+                or self.n_iter_ + 1 == iterations
+            )
             validation = None
             if X_val is not None and y_val is not None and due:
                 validation = (X_val, y_val)

@@ -150,7 +150,9 @@ def _add_output_flags(o: argparse._ArgumentGroup) -> None:
         type=positive_int,
         default=1,
         metavar="E",
-        help="test accuracy (and a progress line) every E iterations and at the last",
+        help="test accuracy (and a progress line) every E iterations and at the last; "
+        "counted from --refit-first when it is set, so that with E a multiple of "
+        "--refit-every every evaluation comes after a refit",
     )
     o.add_argument(
         "--metrics",

@@ -389,7 +389,7 @@ class Training:
         if evaluated or (
             self.data.X_test is None
             and not validated
-            and (it % args.eval_every == 0 or it == args.iterations)
+            and (self.net.config.evaluation_due(it, args.eval_every) or it == args.iterations)
         ):
             self.out.say(report.progress_line(record, test, validated), flush=True)
         shown = test if validated else record["val_accuracy"]  # the test accuracy, if scored
@@ -413,7 +413,7 @@ class Training:
         every ``--eval-every`` iterations and at the last. Collective."""
         args, it = self.args, record["iteration"]
         stop = self.signal_and_checkpoint(it, signum, stop)
-        due = it % args.eval_every == 0 or it == args.iterations or stop
+        due = self.net.config.evaluation_due(it, args.eval_every) or it == args.iterations or stop
         scores = self.test_regression() if due else None
         self.out.event(report.regression_iteration_event(record, peak, scores))
         if due:
