@@ -14,6 +14,7 @@ from pathlib import Path
 import admm
 import numpy as np
 import pytest
+from admm.data import block_range
 from admm.train import PatienceRule, UsageError, parse_args
 from mpirun import run_mpi
 from test_cli import LAYERS, make_npz
@@ -78,6 +79,14 @@ def test_validation_split_never_trains_and_is_what_is_scored(data, tmp_path):
     assert last["test_accuracy"] == pytest.approx(split.score(arrays["X_test"], arrays["y_test"]))
     assert done["final_val_accuracy"] == last["val_accuracy"]
     assert all("val_accuracy" in e for e in iterations)
+    # The memory prediction counts the validation block like the test block
+    # (the test set dealt in blocks of 16 here): float64 rows and a label.
+    rows = max(
+        np.subtract(*block_range(arrays["y_test"].size, r, 2, 16)[::-1])
+        + np.subtract(*block_range(N_VAL, r, 2)[::-1])
+        for r in range(2)
+    )
+    assert start["predicted_breakdown"]["test"] == rows * (arrays["X_test"].shape[1] * 8 + 8)
 
 
 @pytest.mark.mpi

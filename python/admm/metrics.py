@@ -60,7 +60,9 @@ def memory_breakdown(
       ``weights``, ``reduce`` and ``input_factor``: the solver's arrays, as
       :meth:`admm.solver.Solver.memory_model` derives them from the buffers
       it allocates;
-    - ``test``: the test block and its labels, ``n_test (n_0 s + 8)``.
+    - ``test``: the test block and its labels, ``n_test (n_0 s + 8)`` (the
+      training program counts the ``--validation`` block in ``n_test_local``
+      too: it is held and scored alike).
 
     ``transient`` is the largest set of temporaries alive at one time, the
     maximum over these phases: the finiteness checks of ``X`` and the test

@@ -272,7 +272,9 @@ def predict_memory(
     """The memory prediction per rank, and every rank's number of training
     samples (``baseline``: this rank's resident bytes before the data). Collective."""
     samples = comm.gather_values(float(data.X.shape[0]))
-    n_test_max = int(comm.max_value(float(data.n_test_local)))
+    # The --validation block is held and scored like the test block.
+    held_out = data.n_test_local + (0 if data.validation is None else data.validation.X.shape[0])
+    n_test_max = int(comm.max_value(float(held_out)))
     breakdown = memory_breakdown(
         args.layers,
         int(samples.max()),
