@@ -85,6 +85,22 @@ def test_readout_matches_reference(rng, loss, refit_input_layer, dtype, rtol):
     assert moved > 0.1, moved
 
 
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-12), ("float32", 1e-4)])
+def test_readout_over_the_held_input_features(rng, dtype, rtol):
+    """Keeping ``W_1`` with ``n_2 = n_1``: ``f_2`` is formed over the held
+    ``f_1`` in place, block by block; the weights are still the reference's."""
+    X, y = data(rng)
+    layers = (LAYERS[0], 8, 8, LAYERS[-1])
+    options = {**OPTIONS, **READOUT, "dtype": dtype, "refit_input_layer": False}
+    options["beta"], options["beta_max"] = 1.0, None  # OPTIONS' are per layer of LAYERS
+    options["gamma"], options["gamma_max"] = 2.0, None
+    net = ADMMNetwork(layers, seed=2, refit_every=2, **options).fit(X, y, iterations=3)
+    expected = reference_weights(net, X, y)
+    net.refit()
+    for w, r in zip(net.weights, expected, strict=True):
+        np.testing.assert_allclose(w, r, rtol=rtol, atol=rtol * np.abs(r).max())
+
+
 def test_readout_is_the_same_per_summation_block(rng):
     """With ``deterministic`` the read-out's sums run by summation block (the
     same tree as the iteration's); the weights agree with the reference."""
@@ -191,3 +207,9 @@ def test_memory_model_counts_the_readout(rng):
     assert memory_breakdown(layers, m, "float32", readout=True) == memory_breakdown(
         layers, m, "float32"
     )  # no refit, no read-out
+    # Equal widths: f_2 overwrites the held f_1; only z, lam and the term
+    # lam / (2 beta) are new (n_L = 3 each), no (m, n_{L-1}) array.
+    square = (20, 30, 30, 3)
+    kept = memory_breakdown(square, m, "float32", refit=True, input_features=True)
+    over = memory_breakdown(square, m, "float32", refit=True, readout=True, input_features=True)
+    assert 0 < over["transient"] - kept["transient"] <= m * 3 * 3 * 4

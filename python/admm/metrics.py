@@ -80,7 +80,8 @@ def memory_breakdown(
     ``f_{L-1}`` whole, its own ``z`` and ``lam`` and the ``(m, n_L)`` term
     ``lam / (2 beta)``: ``m (n_{L-1} + 3 n_L) s``,
     beside the refit's temporaries (and ``h(a_0 W_1^T)`` with
-    ``input_features``);
+    ``input_features``, which ``f_{L-1}`` overwrites when ``n_{L-1} = n_1``:
+    then ``m 3 n_L s`` only);
     with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
     float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
     block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
@@ -127,9 +128,11 @@ def memory_breakdown(
             + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
         )
     held = m * n[1] * s if input_features and refit and L > 1 else 0
-    # f_{L-1} is the input block itself without a hidden layer; the read-out's
-    # solve has the temporaries of a weight solve.
-    readout_arrays = m * ((n[L - 1] if L > 1 else 0) + 3 * n[L]) * s
+    # f_{L-1} is the input block itself without a hidden layer, and overwrites
+    # the held f_1 when their widths agree; the read-out's solve has the
+    # temporaries of a weight solve.
+    formed = n[L - 1] if L > 1 and not (input_features and n[L - 1] == n[1]) else 0
+    readout_arrays = m * (formed + 3 * n[L]) * s
     reading_out = held + readout_arrays + refitting if readout and refit else 0
     parts["transient"] = max(
         min(PREDICT_BLOCK, max(m, n_test_local)) * n[0],
