@@ -72,6 +72,10 @@ def recorded_data_path(args: list[str]) -> str:
 #: Presets renamed since the record (issue 16: the best preset of the record,
 #: which deskews, is ``digits`` now; ``best`` no longer deskews).
 RENAMED_PRESETS = {"best": "digits"}
+#: Flags that give a preset's record its recorded options back, where the
+#: preset changed since (issue 16, ninth round: ``digits`` reads ``W_L``
+#: out in its refit).
+PRESET_AS_RECORDED = {"digits": ["--readout-iterations", "0"]}
 
 
 def command(name: str) -> list[str]:
@@ -82,6 +86,7 @@ def command(name: str) -> list[str]:
     if "--preset" in args:
         i = args.index("--preset") + 1
         args[i] = RENAMED_PRESETS.get(args[i], args[i])
+        args += PRESET_AS_RECORDED.get(args[i], [])
     return args
 
 
