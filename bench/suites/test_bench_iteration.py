@@ -110,3 +110,28 @@ def test_iteration_numpy_reference(benchmark, size, problem):
     benchmark.pedantic(reference.step, rounds=size.iteration_rounds, iterations=1)
     _record(benchmark, size, problem["source"])
     assert math.isfinite(reference.objective())
+
+
+@pytest.mark.benchmark(group="refit")
+@pytest.mark.parametrize("readout", [0, 5])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_refit(benchmark, size, problem, dtype, readout):
+    """``ADMMNetwork.refit()`` of the state after the iterations above, with
+    the least-squares ``W_L`` (``readout`` 0) or 5 read-out iterations: the
+    read-out's cost is the ratio of the two in one run (it holds ``f_{L-1}``
+    and runs two ``(m, n_{L-1}) x n_L`` products an iteration). Runs after
+    the iteration benchmarks, whose networks it refits."""
+    net = problem["nets"][dtype]
+    MPI.COMM_WORLD.Barrier()
+    benchmark.pedantic(
+        net.refit, kwargs={"readout_iterations": readout}, rounds=size.iteration_rounds
+    )
+    benchmark.extra_info.update({"m": size.m, "layers": list(size.layers), "readout": readout})
+    refit = [np.array(w) for w in net.weights]
+    assert all(np.all(np.isfinite(w)) for w in refit)
+    # The refit depends on the state alone: the least-squares one again
+    # differs from the read-out in W_L only when there is a read-out.
+    net.refit(readout_iterations=0)
+    for w, v in zip(refit[:-1], net.weights[:-1], strict=True):
+        np.testing.assert_array_equal(w, v)
+    assert (readout > 0) == (not np.array_equal(refit[-1], net.weights[-1]))
