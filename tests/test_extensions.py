@@ -20,7 +20,7 @@ from admm.network import NumericalError
 from admm.preprocessing import deskew
 from admm.train import parse_args
 from mpirun import run_mpi
-from reference_admm import ReferenceADMM, deskew_images, forward_refit
+from reference_admm import ReferenceADMM, activation_fn, deskew_images, forward_refit, readout
 
 # Continuation whose caps are reached within the compared iterations.
 OPTIONS = dict(
@@ -357,6 +357,23 @@ def assert_refit_matches_reference(result: dict, n: int) -> None:
             w = result[f"refit_{l}_rank{rank}"]
             np.testing.assert_array_equal(w, result[f"refit_{l}_rank0"])
             np.testing.assert_allclose(w, r, rtol=1e-9, atol=1e-9 * np.abs(r).max())
+    # The read-out refit: W_L fitted to the hinge loss on the refit's f_{L-1},
+    # the same on every rank (one reduced cross term an iteration, every rank
+    # solving the same system) and the reference's.
+    f = (deskew_images(result["X"]) - result["input_mean"]).T
+    h = activation_fn(program.OPTIONS.get("activation", "hardsigmoid"))
+    for w in expected[:-1]:
+        f = h(w @ f)
+    y = result["y"]
+    onehot = np.eye(program.LAYERS[-1])[y].T
+    config = admm.config.Config()
+    readout_w = readout(f, result[f"z_{len(expected) - 1}"].T, onehot, "hinge",
+                        config.readout_beta, config.readout_ridge, program.READOUT)  # fmt: skip
+    assert not np.allclose(readout_w, expected[-1], rtol=1e-3)  # it read out
+    for rank in range(n):
+        w = result[f"readout_rank{rank}"]
+        np.testing.assert_array_equal(w, result["readout_rank0"])
+        np.testing.assert_allclose(w, readout_w, rtol=1e-9, atol=1e-9 * np.abs(readout_w).max())
 
 
 @pytest.mark.mpi
@@ -412,6 +429,8 @@ def test_mpi_deterministic_is_rank_independent(mpi_runs, n):
         np.testing.assert_array_equal(many[f"final_{l}_rank0"], one[f"final_{l}_rank0"])
         for r in range(n):  # the refit too, on every rank
             np.testing.assert_array_equal(many[f"refit_{l}_rank{r}"], one[f"refit_{l}_rank0"])
+    for r in range(n):  # and the read-out refit
+        np.testing.assert_array_equal(many[f"readout_rank{r}"], one["readout_rank0"])
 
 
 # ------------------------------------------------------------- presets

@@ -16,7 +16,8 @@ histories ``objective`` and ``residual``, and ``scores``: the rank's
 ``decision_function`` of the whole data set. Then every rank refits
 (:meth:`ADMMNetwork.refit`): ``z_<l>`` are the state's ``z_l`` of all ranks
 (rows in rank order) that it fits, ``refit_<l>_rank<r>`` each rank's refit
-weights.
+weights; then refits again with ``READOUT`` read-out iterations:
+``readout_rank<r>`` each rank's ``W_L`` of it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from mpi4py import MPI
 
 LAYERS = (9, 10, 6, 3)
 BLOCK = 16
+#: Read-out iterations of the second refit (the options' beta and ridge).
+READOUT = 8
 OPTIONS = dict(
     beta=[0.5, 1.0, 2.0],
     gamma=[4.0, 2.0],
@@ -74,6 +77,8 @@ def main() -> None:
     z = world.gather([np.array(v) for v in net.get_state()["z"]], root=0)
     net.refit()
     refits = world.gather([np.array(w) for w in net.weights], root=0)
+    net.refit(readout_iterations=READOUT)
+    readouts = world.gather(np.array(net.weights[-1]), root=0)
     if rank == 0:
         assert net.input_mean_ is not None and net.rho_ is not None
         arrays = {
@@ -94,6 +99,7 @@ def main() -> None:
                 arrays[f"final_{l}_rank{r}"] = w
             for l, w in enumerate(refits[r]):
                 arrays[f"refit_{l}_rank{r}"] = w
+            arrays[f"readout_rank{r}"] = readouts[r]
         for l in range(len(LAYERS) - 1):
             arrays[f"z_{l}"] = np.concatenate([blocks[l] for blocks in z])
         np.savez(out / "result.npz", **arrays)
