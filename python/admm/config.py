@@ -574,8 +574,8 @@ class Config:
         "iterations of ADMM on the convex sum of C(W_L f_{L-1}) + beta rho ||W_L||^2 "
         "(--readout-beta, --readout-ridge) from the least-squares W_L, on f_{L-1} held whole "
         "and its Gram factored once; an iteration costs two (m, n_{L-1}, n_L) products. "
-        "The read-out an SVM would give the trained features (docs/accuracy-study.md, "
-        "issue 16); 0: off",
+        "With the hinge loss: a linear SVM on the trained features (docs/method.md, "
+        "docs/accuracy-study.md, issue 16); 0: off",
         legacy=0,
         model=False,
         late_in_checkpoints=True,
