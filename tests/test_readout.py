@@ -41,7 +41,13 @@ def reference_weights(net: ADMMNetwork, X: np.ndarray, y: np.ndarray) -> list[np
     f = (X - (0.0 if mean is None else mean)).T
     for w in weights[:-1]:
         f = h(w @ f)
-    Y = np.eye(net.layers[-1])[y].T
+    # One output: the targets themselves (0/1 labels, or real values);
+    # otherwise one-hot columns of the labels.
+    Y = (
+        np.asarray(y, np.float64).reshape(1, -1)
+        if net.layers[-1] == 1
+        else np.eye(net.layers[-1])[y].T
+    )
     c = net.config
     weights[-1] = readout(
         f, z[-1], Y, c.loss, c.readout_beta, c.readout_ridge, c.readout_iterations
@@ -97,6 +103,25 @@ def test_readout_over_the_held_input_features(rng, dtype, rtol):
     net = ADMMNetwork(layers, seed=2, refit_every=2, **options).fit(X, y, iterations=3)
     expected = reference_weights(net, X, y)
     net.refit()
+    for w, r in zip(net.weights, expected, strict=True):
+        np.testing.assert_allclose(w, r, rtol=rtol, atol=rtol * np.abs(r).max())
+
+
+@pytest.mark.parametrize("loss", ["hinge", "logistic", "squared"])
+def test_readout_with_one_output(rng, loss):
+    """One output unit: the binary hinge and logistic losses on 0/1 labels,
+    and least squares on real targets (regression), against the reference."""
+    X, labels = data(rng)
+    y = labels % 2 if loss != "squared" else X[:, :2].sum(axis=1) - 5.0
+    layers = (LAYERS[0], 8, 5, 1)
+    options = {**OPTIONS, **READOUT, "loss": loss}
+    options["beta"], options["beta_max"] = 1.0, None  # OPTIONS' are per layer of LAYERS
+    options["gamma"], options["gamma_max"] = 2.0, None
+    net = ADMMNetwork(layers, seed=2, **options).fit(X, y, iterations=4)
+    expected = reference_weights(net, X, y)
+    net.refit()
+    # The logistic prox of the reference is a bounded Brent search (to 1e-13).
+    rtol = 1e-7 if loss == "logistic" else 1e-12
     for w, r in zip(net.weights, expected, strict=True):
         np.testing.assert_allclose(w, r, rtol=rtol, atol=rtol * np.abs(r).max())
 
