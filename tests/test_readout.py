@@ -6,9 +6,11 @@ squares to the state's ``z_L``. ``reference_admm.readout`` is written from the
 formula (columns as samples, dense ``numpy.linalg.solve``) and fed the
 network's own state; the squared loss, whose read-out problem has a closed
 form, checks that the iteration converges to the right minimiser. The runs
-under ``mpiexec`` on 1, 2 and 3 ranks are those of ``--preset fast`` (whose
-refits read out) in ``tests/test_speed_options.py``; a failing read-out is
-in ``tests/test_refit.py``.
+under ``mpiexec`` on 1, 2 and 3 ranks are in ``tests/test_extensions.py``
+(every rank's read-out the same and the reference's) and, with
+``--deterministic``, those of ``--preset fast`` (whose refits read out) in
+``tests/test_speed_options.py``; a failing read-out is in
+``tests/test_refit.py``.
 """
 
 from __future__ import annotations
