@@ -30,6 +30,12 @@ def targets(loss: str, y: np.ndarray, n_out: int) -> np.ndarray:
     return np.eye(n_out)[y] if loss == "squared" else y
 
 
+def scalar_penalties() -> dict:
+    """OPTIONS and READOUT with one beta and gamma for every layer (OPTIONS'
+    are per layer of LAYERS), for networks of other depths' widths."""
+    return {**OPTIONS, **READOUT, "beta": 1.0, "beta_max": None, "gamma": 2.0, "gamma_max": None}
+
+
 def reference_weights(net: ADMMNetwork, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """The reference refit of ``net``'s current state with the read-out ``W_L``."""
     state = net.get_state()
@@ -99,9 +105,7 @@ def test_readout_over_the_held_input_features(rng, dtype, rtol):
     ``f_1`` in place, block by block; the weights are still the reference's."""
     X, y = data(rng)
     layers = (LAYERS[0], 8, 8, LAYERS[-1])
-    options = {**OPTIONS, **READOUT, "dtype": dtype, "refit_input_layer": False}
-    options["beta"], options["beta_max"] = 1.0, None  # OPTIONS' are per layer of LAYERS
-    options["gamma"], options["gamma_max"] = 2.0, None
+    options = {**scalar_penalties(), "dtype": dtype, "refit_input_layer": False}
     net = ADMMNetwork(layers, seed=2, refit_every=2, **options).fit(X, y, iterations=3)
     expected = reference_weights(net, X, y)
     net.refit()
@@ -116,9 +120,7 @@ def test_readout_with_one_output(rng, loss):
     X, labels = data(rng)
     y = labels % 2 if loss != "squared" else X[:, :2].sum(axis=1) - 5.0
     layers = (LAYERS[0], 8, 5, 1)
-    options = {**OPTIONS, **READOUT, "loss": loss}
-    options["beta"], options["beta_max"] = 1.0, None  # OPTIONS' are per layer of LAYERS
-    options["gamma"], options["gamma_max"] = 2.0, None
+    options = {**scalar_penalties(), "loss": loss}
     net = ADMMNetwork(layers, seed=2, **options).fit(X, y, iterations=4)
     expected = reference_weights(net, X, y)
     net.refit()

@@ -580,10 +580,8 @@ class Solver:
         """
         if l == 1:
             return self.solve_weights(1, rho)
-        X, z = self.X, self.z[l - 1]
-        first, through = (X, refit[: l - 1])
-        if input_features is not None:
-            first, through = (input_features, refit[1 : l - 1])
+        z = self.z[l - 1]
+        first, through = self._features_source(refit[: l - 1], input_features)
 
         def products(rows: slice, c: np.ndarray, g: np.ndarray | None) -> None:
             assert g is not None  # l > 1: the Gram is summed with the cross term
@@ -654,6 +652,16 @@ class Solver:
             weights.append(w)
         return weights
 
+    def _features_source(
+        self, refit: Sequence[np.ndarray], input_features: np.ndarray | None
+    ) -> tuple[np.ndarray, Sequence[np.ndarray]]:
+        """Where the forward features through ``refit`` (``W_1 .. W_k``) start:
+        the input block and all of ``refit``, or ``input_features`` (``f_1`` of
+        ``refit[0]``) and the layers after it."""
+        if input_features is None:
+            return self.X, refit
+        return input_features, refit[1:]
+
     def last_features(
         self, refit: Sequence[np.ndarray], input_features: np.ndarray | None = None
     ) -> np.ndarray:
@@ -664,9 +672,7 @@ class Solver:
         layer to pass. When ``n_{L-1} = n_1``, ``f_{L-1}`` overwrites
         ``input_features`` block by block (each block of rows depends on the
         same rows of ``f_1`` alone): the caller gives it up. Local."""
-        first, through = self.X, list(refit)
-        if input_features is not None:
-            first, through = input_features, through[1:]
+        first, through = self._features_source(refit, input_features)
         if not through:
             return first
         width = through[-1].shape[0]
@@ -704,7 +710,11 @@ class Solver:
         config = readout or self.config
         n_out, n_in = self.layers[-1], self.layers[-2]
         beta = config.readout_beta
-        buf = np.empty(n_out * n_in + n_in * n_in, dtype=self.dtype)
+        # The cross term and the Gram, packed as in the layer's own reduction
+        # buffer (which has room for the Gram when there is a hidden layer).
+        size = n_out * n_in + n_in * n_in
+        reduce = self.reduce_buffers[-1]
+        buf = reduce if reduce.size == size else np.empty(size, dtype=self.dtype)
         zl = self.z[-1]
 
         def products(i: int, rows: slice, out: np.ndarray) -> None:
@@ -715,7 +725,6 @@ class Solver:
         g = buf[n_out * n_in :].reshape(n_in, n_in).astype(np.float64)
         ridge = config.readout_ridge * max(float(np.trace(g)) / n_in, np.finfo(np.float64).tiny)
         factor = _factor_with_ridge(g, ridge, layer=len(self.layers) - 1)
-        del g
         cross_term = buf[: n_out * n_in].reshape(n_out, n_in)
 
         def solve() -> np.ndarray:
