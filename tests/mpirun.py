@@ -4,15 +4,27 @@ test files can import it), with the suite's skip and failure rules around
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 from admm.testing import find_mpiexec, mpiexec_command
 from admm.testing import run_mpi as _run_mpi
 
-__all__ = ["MPI_TIMEOUT", "REPO", "SHARED_MNIST", "find_mpiexec", "run_mpi"]
+__all__ = [
+    "MPI_TIMEOUT",
+    "REPO",
+    "SHARED_MNIST",
+    "find_mpiexec",
+    "load_program",
+    "program_runs",
+    "run_mpi",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 #: Real MNIST shipped beside the repository (gzip IDX), when present.
@@ -52,3 +64,28 @@ def run_mpi(
             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc
+
+
+def load_program(path: Path) -> ModuleType:
+    """An MPI program of ``tests/mpi_programs`` as a module (for its constants)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    program = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(program)
+    return program
+
+
+def program_runs(
+    tmp_path_factory: Any, program: Path, *args: str
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """``python PROGRAM OUTDIR *ARGS DETERMINISTIC`` on 1, 2 and 3 ranks, with
+    ``DETERMINISTIC`` 0 and 1: each run's ``OUTDIR/result.npz`` by ``(ranks,
+    deterministic)``."""
+    results = {}
+    for deterministic in (0, 1):
+        for n in (1, 2, 3):
+            out = tmp_path_factory.mktemp(f"{program.stem}{n}_{deterministic}")
+            run_mpi(n, [str(program), str(out), *args, str(deterministic)])
+            with np.load(out / "result.npz") as f:
+                results[n, deterministic] = {k: f[k] for k in f.files}
+    return results

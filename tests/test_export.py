@@ -88,6 +88,26 @@ def test_round_trip_matches_the_network(
     assert_same_outputs(net, export.to_onnx(net), X_test)
 
 
+@pytest.mark.parametrize("opset", [export.MIN_OPSET, export.DEFAULT_OPSET, 18])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_transforms_export(sample, dtype, opset) -> None:
+    # input_power, normalize_inputs and spectral_power are part of the graph
+    # (ReduceL2 takes its axes as an input from opset 18).
+    X, y, X_test, _ = sample[dtype]
+    X_test = X_test.copy()
+    X_test[0] = 0.0  # an all-zero image stays zero through the normalisation
+    options = dict(input_power=0.5, normalize_inputs=True, center=True, spectral_power=0.5)
+    net = admm.ADMMNetwork((784, 64, 10), dtype=dtype, seed=0, **options)
+    net.fit(X, y, iterations=3)
+    model = export.to_onnx(net, opset=opset)
+    assert_same_outputs(net, model, X_test)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["admm.input_power"] == "0.5" and props["admm.normalize_inputs"] == "true"
+    assert props["admm.spectral_power"] == "0.5"
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    np.testing.assert_array_equal(weights["input_basis"], net.input_basis_.astype(dtype))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_output_labels_by_threshold(sample, dtype) -> None:
     # One output: the label is score > 0.5 (Gather, Greater, Cast), not an arg-max.
@@ -160,6 +180,9 @@ def test_graph_layout_and_metadata(sample, tmp_path) -> None:
         "admm.loss": "hinge",
         "admm.dtype": "float64",
         "admm.center": "true",
+        "admm.input_power": "1",
+        "admm.normalize_inputs": "false",
+        "admm.spectral_power": "0",
         "admm.version": admm.__version__,
         "admm.source_sha256": file_sha256(tmp_path / "model.npz"),
     }

@@ -19,7 +19,8 @@ from admm import ADMMNetwork
 from admm.network import NumericalError
 from admm.preprocessing import deskew
 from admm.train import parse_args
-from mpirun import run_mpi
+from mpirun import load_program as load_mpi_program
+from mpirun import program_runs
 from reference_admm import ReferenceADMM, activation_fn, deskew_images, forward_refit, readout
 
 # Continuation whose caps are reached within the compared iterations.
@@ -320,24 +321,12 @@ M, ITERATIONS = 150, 10
 @pytest.fixture(scope="module")
 def mpi_runs(tmp_path_factory):
     """``fit_extensions.py`` on 1, 2 and 3 ranks, with and without deterministic."""
-    results = {}
-    for deterministic in (0, 1):
-        for n in (1, 2, 3):
-            out = tmp_path_factory.mktemp(f"ext{n}_{deterministic}")
-            run_mpi(n, [str(PROGRAM), str(out), str(M), str(ITERATIONS), str(deterministic)])
-            with np.load(out / "result.npz") as f:
-                results[n, deterministic] = {k: f[k] for k in f.files}
-    return results
+    return program_runs(tmp_path_factory, PROGRAM, str(M), str(ITERATIONS))
 
 
 def load_program():
-    """``fit_extensions.py`` as a module, for its LAYERS and OPTIONS."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fit_extensions", PROGRAM)
-    program = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(program)
-    return program
+    """``fit_extensions.py`` as a module, for its constants."""
+    return load_mpi_program(PROGRAM)
 
 
 def assert_refit_matches_reference(result: dict, n: int) -> None:

@@ -343,6 +343,9 @@ ADDED_FLAGS = {
     "readout_beta",  # issue 16: its penalty
     "readout_ridge",  # issue 16: its ridge
     "label_smoothing",  # the cross-entropy's label smoothing (PyTorch's name)
+    "input_power",  # issue 16: power normalisation of the inputs
+    "normalize_inputs",  # issue 16: unit-norm input samples
+    "spectral_power",  # issue 16: principal directions of the inputs rescaled
 }
 CHANGED_HELP = {
     "deterministic",  # it names --block-size instead of the default 256

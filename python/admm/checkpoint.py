@@ -110,6 +110,8 @@ def save_checkpoint(
         arrays["lam"] = state["lam"]
         if state.get("input_mean") is not None:
             arrays["input_mean"] = np.asarray(state["input_mean"], dtype=np.float64)
+        if state.get("input_basis") is not None:
+            arrays["input_basis"] = np.asarray(state["input_basis"], dtype=np.float64)
         bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
         if bad:
             # Never replace the last good checkpoint by one that cannot be resumed.
@@ -257,6 +259,7 @@ def _read_rank_state(
             "elapsed": float(data["elapsed"]),
             "history": list(manifest["history"]),
             "input_mean": data["input_mean"] if "input_mean" in data else None,
+            "input_basis": data["input_basis"] if "input_basis" in data else None,
         }
     except KeyError as exc:
         raise CheckpointError(f"checkpoint file {path} lacks array {exc}") from None

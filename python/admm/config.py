@@ -642,6 +642,42 @@ class Config:
         late_in_checkpoints=True,
         header=Header(3, 4, lambda c: "deskewed inputs" if c.deskew else None),
     )
+    input_power: float = option(
+        1.0,
+        Interval(lambda v: v > 0, "a positive number", metavar="P"),
+        "power normalisation of every input value, x -> sign(x) |x|^P, after the deskewing "
+        "and before the centring, in training and prediction; 1: off",
+        legacy=1.0,
+        late_in_checkpoints=True,
+        late_in_models=True,
+        header=Header(
+            3, 4, lambda c: f"input power {c.input_power:g}" if c.input_power != 1 else None
+        ),
+    )
+    normalize_inputs: bool = option(
+        False,
+        Flag(),
+        "scale every input sample to unit Euclidean norm (an all-zero sample stays zero), "
+        "after --input-power and before the centring, in training and prediction",
+        legacy=False,
+        late_in_checkpoints=True,
+        late_in_models=True,
+        header=Header(3, 4, lambda c: "unit-norm inputs" if c.normalize_inputs else None),
+    )
+    spectral_power: float = option(
+        0.0,
+        Interval(lambda v: v >= 0, "a non-negative number", metavar="Q"),
+        "after the centring, scale each principal direction of the training inputs (over "
+        "all ranks) by (its variance / the mean variance)^(Q/2), in training and "
+        "prediction: under the ridge of W_1, Q > 0 favours the inputs' main directions; "
+        "needs --center; 0: off",
+        legacy=0.0,
+        late_in_checkpoints=True,
+        late_in_models=True,
+        header=Header(
+            3, 4, lambda c: f"spectral power {c.spectral_power:g}" if c.spectral_power else None
+        ),
+    )
     multiplier: bool = option(
         True,
         Flag(),
@@ -710,6 +746,11 @@ class Config:
             raise ValueError(
                 f"refit_first {self.refit_first} needs refit_every of at least 1 (the "
                 "iterations between refits)"
+            )
+        if self.spectral_power and not self.center:
+            raise ValueError(
+                f"spectral_power {self.spectral_power:g} needs center (the principal "
+                "directions are those of the centred inputs)"
             )
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError(

@@ -8,9 +8,13 @@ at first use.
 The graph, in the model's dtype ``T`` (float32 or float64) throughout:
 
 - input ``X`` ``[N, n_0]`` of ``T``;
+- with ``input_power`` ``P``: ``Sign(X) * Pow(Abs(X), P)``; with
+  ``normalize_inputs``: each row divided by its ``ReduceL2`` (an all-zero
+  row kept), computed in float64 as the network computes it;
 - ``X - input_mean`` (a ``Sub``; the mean rounded to ``T`` as
   :meth:`ADMMNetwork.decision_function` rounds it) when the model was
-  trained with ``center``;
+  trained with ``center``; then ``MatMul`` by ``input_basis`` (rounded to
+  ``T``) with ``spectral_power``;
 - per weight layer ``l``: ``z_l = Gemm(a_{l-1}, W_l, transB=1)`` without a
   bias, ``W_l`` an ``(n_l, n_{l-1})`` initializer, then the activation's
   nodes (:meth:`admm.activations.Activation.onnx_nodes`) on every hidden layer
@@ -26,7 +30,9 @@ and ``metadata_props`` say so (``admm.preprocessing``: ``deskew`` or
 ``none``); apply :func:`admm.preprocessing.deskew` to the images before
 feeding them. The other metadata: ``admm.layers`` (``784,64,10``),
 ``admm.activation``, ``admm.loss``, ``admm.dtype``, ``admm.center``
-(``true``/``false``: whether the graph centres), ``admm.version`` and, when
+(``true``/``false``: whether the graph centres), ``admm.input_power``,
+``admm.normalize_inputs`` and ``admm.spectral_power`` (the graph applies
+them), ``admm.version`` and, when
 exported from a file, ``admm.source_sha256`` (the SHA-256 of its bytes).
 """
 
@@ -128,14 +134,7 @@ def _build_model(onnx: Any, net: ADMMNetwork, opset: int, source: str | None) ->
     dtype = np.dtype(net.dtype)
     tensor_type = int(helper.np_dtype_to_tensor_dtype(dtype))
     layers = net.layers
-    nodes: list[Any] = []
-    initializers: list[Any] = []
-    x = "X"
-    if net.input_mean_ is not None:
-        # Rounded to the dtype first, as ADMMNetwork._centred does.
-        initializers.append(numpy_helper.from_array(net.input_mean_.astype(dtype), "input_mean"))
-        nodes.append(helper.make_node("Sub", [x, "input_mean"], ["X_centred"], name="centre"))
-        x = "X_centred"
+    nodes, initializers, x = _input_nodes(onnx, net, opset)
     n_weight = len(layers) - 1
     for i, w in enumerate(net.weights, start=1):
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(w, dtype=dtype), f"W{i}"))
@@ -169,12 +168,80 @@ def _build_model(onnx: Any, net: ADMMNetwork, opset: int, source: str | None) ->
         "admm.loss": net.config.loss,
         "admm.dtype": dtype.name,
         "admm.center": "true" if net.input_mean_ is not None else "false",
+        "admm.input_power": f"{net.config.input_power:g}",
+        "admm.normalize_inputs": "true" if net.config.normalize_inputs else "false",
+        "admm.spectral_power": f"{net.config.spectral_power:g}",
         "admm.version": __version__,
     }
     if source is not None:
         metadata["admm.source_sha256"] = source
     helper.set_model_props(proto, metadata)
     return proto
+
+
+def _input_nodes(onnx: Any, net: ADMMNetwork, opset: int) -> tuple[list[Any], list[Any], str]:
+    """The graph's nodes and initializers from ``X`` to what the first layer
+    reads (the input transforms, the centring), and that tensor's name."""
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    dtype = np.dtype(net.dtype)
+    tensor_type = int(helper.np_dtype_to_tensor_dtype(dtype))
+    config = net.config
+    nodes: list[Any] = []
+    initializers: list[Any] = []
+    x = "X"
+    if config.input_power != 1.0:
+        power = np.array(config.input_power, dtype=dtype)
+        initializers.append(numpy_helper.from_array(power, "input_power"))
+        nodes += [
+            helper.make_node("Abs", [x], ["X_abs"], name="power_abs"),
+            helper.make_node("Pow", ["X_abs", "input_power"], ["X_pow"], name="power"),
+            helper.make_node("Sign", [x], ["X_sign"], name="power_sign"),
+            helper.make_node("Mul", ["X_sign", "X_pow"], ["X_powered"], name="power_signed"),
+        ]
+        x = "X_powered"
+    if config.normalize_inputs:
+        # In float64, as admm.preprocessing.normalize_rows sums and divides.
+        double = int(onnx.TensorProto.DOUBLE)
+        initializers += [
+            numpy_helper.from_array(np.array(0.0), "zero_norm"),
+            numpy_helper.from_array(np.array(1.0), "unit_norm"),
+        ]
+        nodes += [
+            helper.make_node("Cast", [x], ["X_double"], name="norm_cast", to=double),
+            helper.make_node(
+                "ReduceL2", ["X_double"], ["row_norm"], name="norm", axes=[1], keepdims=1
+            )
+            if opset < 18
+            else helper.make_node(
+                "ReduceL2", ["X_double", "norm_axes"], ["row_norm"], name="norm", keepdims=1
+            ),
+            helper.make_node("Equal", ["row_norm", "zero_norm"], ["row_zero"], name="norm_zero"),
+            helper.make_node(
+                "Where", ["row_zero", "unit_norm", "row_norm"], ["row_divisor"], name="norm_keep"
+            ),
+            helper.make_node("Div", ["X_double", "row_divisor"], ["X_unit_double"], name="unit"),
+            helper.make_node(
+                "Cast", ["X_unit_double"], ["X_unit"], name="unit_cast", to=tensor_type
+            ),
+        ]
+        if opset >= 18:
+            initializers.append(
+                numpy_helper.from_array(np.array([1], dtype=np.int64), "norm_axes")
+            )
+        x = "X_unit"
+    if net.input_mean_ is not None:
+        # Rounded to the dtype first, as ADMMNetwork._centred does.
+        initializers.append(numpy_helper.from_array(net.input_mean_.astype(dtype), "input_mean"))
+        nodes.append(helper.make_node("Sub", [x, "input_mean"], ["X_centred"], name="centre"))
+        x = "X_centred"
+    if net.input_basis_ is not None:
+        basis = net.input_basis_.astype(dtype)  # as ADMMNetwork._spectral rounds it
+        initializers.append(numpy_helper.from_array(basis, "input_basis"))
+        nodes.append(
+            helper.make_node("MatMul", [x, "input_basis"], ["X_spectral"], name="spectral")
+        )
+        x = "X_spectral"
+    return nodes, initializers, x
 
 
 def _graph_doc(net: ADMMNetwork) -> str:

@@ -43,6 +43,8 @@ def memory_breakdown(
     ridge_decay: bool = False,
     input_features: bool = False,
     readout: bool = False,
+    transform: bool = False,
+    spectral: bool = False,
 ) -> dict[str, int]:
     """Bytes of every array one rank holds while training, by kind. Local.
 
@@ -50,9 +52,11 @@ def memory_breakdown(
     samples, ``n_test_local`` its test samples, ``s`` the item size of
     ``dtype``. Persistent arrays (alive for the whole run):
 
-    - ``input``: the training block ``X``, ``m n_0 s``, twice with ``center``
-      or ``deskew`` (the caller's block and the network's deskewed and/or
-      centred copy);
+    - ``input``: the training block ``X``, ``m n_0 s``, twice with ``center``,
+      ``deskew`` or ``transform`` (``input_power`` or ``normalize_inputs``:
+      the caller's block and the network's transformed copy), and with
+      ``spectral`` (``spectral_power``) the float64 ``(n_0, n_0)`` matrix
+      ``input_basis_``;
     - ``labels``: the class labels, ``8 m`` (int64), plus the loss's own
       targets (``Loss.target_bytes``: the squared loss's one-hot
       ``(m, n_L)``);
@@ -84,7 +88,13 @@ def memory_breakdown(
     then ``m 3 n_L s`` only);
     with ``deskew``, deskewing the training block (``MOMENT_BLOCK`` rows in
     float64 and ``SCRATCH_PER_IMAGE`` float64 numbers per sample) and a test
-    block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation).
+    block (the same for ``PREDICT_BLOCK`` rows, beside a test evaluation);
+    with ``transform``, one ``MOMENT_BLOCK``-row block in float64 (and a test
+    block's copy beside a test evaluation); with ``spectral``, building the
+    matrix (six float64 ``(n_0, n_0)`` arrays: the reduced covariance, its
+    eigenvectors and LAPACK's workspace, the products; and a
+    ``MOMENT_BLOCK``-row block in float64) and applying it (a
+    ``PREDICT_BLOCK``-row block and the matrix in ``dtype``).
 
     The start of ``subset_iterations`` (a network on every ``subset_stride``-th
     sample, freed before the full state exists) needs less than the full
@@ -107,7 +117,8 @@ def memory_breakdown(
     # The solver's own arrays, from the buffers it allocates.
     solver = Solver.memory_model(n, m, dtype, ridge_decay)
     parts = {
-        "input": m * n[0] * s * (2 if center or deskew else 1),
+        "input": m * n[0] * s * (2 if center or deskew or transform else 1)
+        + (n[0] * n[0] * f8 if spectral else 0),
         "labels": m * 8 + losses.get(loss).target_bytes(m, n[L], s),
         **{k: solver[k] for k in ("activations", "outputs", "multiplier", "woodbury")},
         **{k: solver[k] for k in ("weights", "reduce", "input_factor")},
@@ -127,6 +138,15 @@ def memory_breakdown(
             rows_deskewed * (n[0] * s + SCRATCH_PER_IMAGE * f8)
             + min(MOMENT_BLOCK, rows_deskewed) * n[0] * f8
         )
+    preparing = 0
+    if transform or spectral:
+        rows_test = min(PREDICT_BLOCK, n_test_local)
+        block = min(MOMENT_BLOCK, max(m, rows_test)) * n[0] * f8
+        applying = min(PREDICT_BLOCK, max(m, rows_test)) * n[0] * s + n[0] * n[0] * s
+        building = 6 * n[0] * n[0] * f8 + block if spectral else 0
+        preparing = max(block + applying, building)
+        if rows_test:
+            evaluate += rows_test * n[0] * s + preparing
     held = m * n[1] * s if input_features and refit and L > 1 else 0
     # f_{L-1} is the input block itself without a hidden layer, and overwrites
     # the held f_1 when their widths agree; the read-out's solve has the
@@ -140,6 +160,7 @@ def memory_breakdown(
         evaluate,
         refitting,
         deskewing,
+        preparing,
         held + max(*temporaries.values(), refitting) if held else 0,
         reading_out,
     )

@@ -1,7 +1,7 @@
 """The estimator: :class:`ADMMNetwork`, a thin layer over :class:`admm.solver.Solver`.
 
-It checks the data, prepares the input block (conversion, deskewing,
-centring), builds the sample reducer and the solver, drives the iterations
+It checks the data, prepares the input block (conversion, deskewing, power
+normalisation, unit rows, centring, spectral scaling), builds the sample reducer and the solver, drives the iterations
 (:meth:`ADMMNetwork.fit`, :meth:`ADMMNetwork.step`), predicts, and reads and
 writes model files (:mod:`admm.storage`). Its options are those of the
 parameter table, :class:`admm.config.Config`.
@@ -22,7 +22,14 @@ from . import activations, losses
 from ._blocksum import PRODUCT_ROWS, SampleReducer, split_rows
 from ._mpi import Communicator
 from .config import BLOCK_SIZE, RHO_RELATIVE, Config, options_doc
-from .preprocessing import check_pixels, image_side
+from .preprocessing import (
+    MOMENT_BLOCK,
+    check_pixels,
+    image_side,
+    normalize_rows,
+    power_normalize,
+    spectral_scaling,
+)
 from .preprocessing import deskew as deskew_images
 from .solver import (
     PREDICT_BLOCK,
@@ -94,6 +101,10 @@ class ADMMNetwork:
         in force at each iteration when it decays).
     input_mean_ : ndarray of shape (n_0,) or None
         The mean training input subtracted with ``center`` (float64).
+    input_basis_ : ndarray of shape (n_0, n_0) or None
+        The symmetric matrix that multiplies the centred inputs with
+        ``spectral_power`` (float64; :func:`admm.preprocessing.spectral_scaling`
+        of the training inputs' covariance over all ranks).
 
     Options
     -------
@@ -145,6 +156,7 @@ class ADMMNetwork:
         self.n_iter_ = 0
         self.rho_: tuple[float, ...] | None = self.config.per_layer("rho", n_weight)
         self.input_mean_: np.ndarray | None = None
+        self.input_basis_: np.ndarray | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Options read back as attributes (only called for names not found
@@ -221,7 +233,7 @@ class ADMMNetwork:
         """
         comm = self._communicator()
         comm.agreed(lambda: self._check_fit(X, y, iterations, X_val, y_val, eval_every))
-        # The set-up below (conversion, deskewing, centring, the initial
+        # The set-up below (conversion, the input transforms, the initial
         # forward pass) is training time too: counted in ``time_s``.
         setup_started = time.perf_counter()
         # Hyper-parameters must agree across ranks, or the Allreduces would
@@ -231,23 +243,14 @@ class ADMMNetwork:
         start_weights = None
         if self.config.subset_iterations and not resuming:
             start_weights = self._subset_weights(X, y)
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if self.config.deskew:
-            X = deskew_images(X)  # a copy of our own: centred in place below
-        y = self._loss.targets(y, X.shape[0], self.layers[-1], self.dtype)
+        y = self._loss.targets(y, np.shape(X)[0], self.layers[-1], self.dtype)
         if X_val is not None and y_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=self.dtype)
             y_val = self._loss.labels(y_val, self.layers[-1])
         reducer = SampleReducer(
-            comm, X.shape[0], self.config.deterministic, self.config.block_size
+            comm, np.shape(X)[0], self.config.deterministic, self.config.block_size
         )
-        if self.config.center:
-            # A resumed run keeps the mean its state was centred with.
-            keep = resuming and self.input_mean_ is not None
-            mean = self.input_mean_ if keep else self._input_mean(X, reducer)
-            assert mean is not None
-            X = self._centred(X, mean, in_place=self.config.deskew)
-            self.input_mean_ = mean
+        X = self._training_inputs(X, reducer, comm, resuming)
         if resuming:
             assert self._solver is not None
             message = None
@@ -452,11 +455,11 @@ class ADMMNetwork:
         step = self.config.block_size if self.config.deterministic else PREDICT_BLOCK
         ranges = [(base, min(base + step, m)) for base in range(0, m, step)]
         for rows in split_rows(ranges, PREDICT_BLOCK):
-            block = np.ascontiguousarray(X[rows], dtype=self.dtype)
-            if self.config.deskew:
-                block = deskew_images(block)
+            block, owned = self._per_sample(np.ascontiguousarray(X[rows], dtype=self.dtype))
             if self.input_mean_ is not None:
-                block = self._centred(block, self.input_mean_, in_place=self.config.deskew)
+                block = self._centred(block, self.input_mean_, in_place=owned)
+            if self.input_basis_ is not None:
+                block = self._spectral(block, self.input_basis_)
             hidden = forward_features(block, weights[:-1], self._activation)
             if outputs:
                 matmul(hidden, weights[-1], out[rows], transpose_b=True)
@@ -511,6 +514,7 @@ class ADMMNetwork:
             self.rho_,
             self.n_iter_,
             self.input_mean_,
+            self.input_basis_,
         )
 
     def get_state(self) -> dict[str, Any]:
@@ -518,7 +522,7 @@ class ADMMNetwork:
 
         Keys: ``weights`` (list), ``a`` (hidden activations, list), ``z``
         (list, one per weight layer), ``lam``, ``n_iter``, ``rho``,
-        ``elapsed``, ``history`` and ``input_mean``. Arrays are the live
+        ``elapsed``, ``history``, ``input_mean`` and ``input_basis``. Arrays are the live
         buffers: copy them before training on.
         """
         if self._solver is None:
@@ -534,6 +538,7 @@ class ADMMNetwork:
             "elapsed": s.elapsed,
             "history": list(self.history),
             "input_mean": self.input_mean_,
+            "input_basis": self.input_basis_,
         }
 
     def set_state(self, state: dict[str, Any], X: np.ndarray, y: np.ndarray) -> None:
@@ -543,8 +548,7 @@ class ADMMNetwork:
         (or :meth:`step`) to continue the same trajectory.
         """
         X = self._check_input(X, "X")
-        if self.config.deskew:
-            X = deskew_images(np.ascontiguousarray(X, dtype=self.dtype))
+        X, owned = self._per_sample(np.ascontiguousarray(X, dtype=self.dtype))
         mean = state.get("input_mean")
         if self.config.center:
             if mean is None or np.shape(mean) != (self.layers[0],):
@@ -553,9 +557,23 @@ class ADMMNetwork:
                     f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
                 )
             mean = np.asarray(mean, dtype=np.float64)
-            X = self._centred(X, mean, in_place=self.config.deskew)
+            X = self._centred(X, mean, in_place=owned)
         elif mean is not None:
             raise ValueError("the state was centred (input_mean), this network has center=False")
+        basis = state.get("input_basis")
+        if self.config.spectral_power:
+            n0 = self.layers[0]
+            if basis is None or np.shape(basis) != (n0, n0):
+                raise ValueError(
+                    f"a network with spectral_power needs the state's input_basis of shape "
+                    f"{(n0, n0)}, got {None if basis is None else np.shape(basis)}"
+                )
+            basis = np.asarray(basis, dtype=np.float64)
+            X = self._spectral(X, basis)
+        elif basis is not None:
+            raise ValueError(
+                "the state has an input_basis (spectral_power), this network has spectral_power 0"
+            )
         X = np.ascontiguousarray(X, dtype=self.dtype)
         m = X.shape[0]
         L = len(self.layers) - 1
@@ -599,6 +617,7 @@ class ADMMNetwork:
         self._solver.elapsed = float(state.get("elapsed", 0.0))
         self.rho_ = rho
         self.input_mean_ = mean
+        self.input_basis_ = basis
         self.n_iter_ = int(state["n_iter"])
         self.history = list(state.get("history", []))
 
@@ -675,6 +694,80 @@ class ADMMNetwork:
         if total[n0] <= 0:
             raise ValueError("center needs at least one training sample over all ranks")
         return total[:n0] / total[n0]
+
+    def _training_inputs(
+        self, X: np.ndarray, reducer: SampleReducer, comm: Communicator, resuming: bool
+    ) -> np.ndarray:
+        """The training block as the first layer sees it: converted, through
+        the per-sample steps, centred on the mean of all ranks' samples and
+        multiplied by the ``spectral_power`` matrix, each when on. A resumed
+        run keeps the mean and matrix its state was built with. Collective."""
+        X, owned = self._per_sample(np.ascontiguousarray(X, dtype=self.dtype))
+        if self.config.center:
+            keep = resuming and self.input_mean_ is not None
+            mean = self.input_mean_ if keep else self._input_mean(X, reducer)
+            assert mean is not None
+            X = self._centred(X, mean, in_place=owned)
+            self.input_mean_ = mean
+        if self.config.spectral_power:
+            keep = resuming and self.input_basis_ is not None
+            basis = self.input_basis_ if keep else self._input_basis(X, reducer, comm)
+            assert basis is not None
+            X = self._spectral(X, basis)  # in place: the centred copy is ours
+            self.input_basis_ = basis
+        return X
+
+    def _per_sample(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``X`` (in the network's dtype) after the options' per-sample steps,
+        in order: ``deskew``, ``input_power``, ``normalize_inputs``; and
+        whether the result is a copy the network owns (then later steps may
+        overwrite it). Local."""
+        owned = False
+        if self.config.deskew:
+            X, owned = deskew_images(X), True
+        if self.config.input_power != 1.0:
+            X = power_normalize(X, self.config.input_power, out=X if owned else None)
+            owned = True
+        if self.config.normalize_inputs:
+            X, owned = normalize_rows(X, out=X if owned else None), True
+        return X, owned
+
+    def _input_basis(
+        self, X: np.ndarray, reducer: SampleReducer, comm: Communicator
+    ) -> np.ndarray:
+        """The ``spectral_power`` matrix of the centred rows ``X`` of all ranks,
+        ``(n_0, n_0)`` float64: their covariance, summed in float64, then
+        :func:`admm.preprocessing.spectral_scaling` (its error raised as one
+        error of all ranks). Collective."""
+        n0 = X.shape[1]
+
+        def sums(i: int, rows: slice, out: np.ndarray) -> None:
+            gram = out[: n0 * n0].reshape(n0, n0)
+            gram[...] = 0.0
+            block = X[rows]
+            for start in range(0, block.shape[0], MOMENT_BLOCK):
+                part = np.asarray(block[start : start + MOMENT_BLOCK], dtype=np.float64)
+                gram += part.T @ part
+            out[n0 * n0] = block.shape[0]
+
+        total = reducer.sum(sums, np.empty(n0 * n0 + 1))
+        covariance = total[: n0 * n0].reshape(n0, n0) / total[n0 * n0]
+        return comm.agreed(lambda: spectral_scaling(covariance, self.config.spectral_power))
+
+    def _spectral(self, X: np.ndarray, basis: np.ndarray) -> np.ndarray:
+        """``X`` times ``basis`` (symmetric), overwriting ``X`` (a copy the
+        network owns), row block by row block so that a sample's result does
+        not depend on the other rows: blocks of ``block_size`` from row 0 with
+        ``deterministic`` (ranks hold whole blocks), else of ``PREDICT_BLOCK``. Local."""
+        basis_t = basis.astype(self.dtype)
+        step = self.config.block_size if self.config.deterministic else PREDICT_BLOCK
+        scratch = np.empty((min(step, X.shape[0]), X.shape[1]), dtype=self.dtype)
+        for start in range(0, X.shape[0], step):
+            rows = slice(start, start + step)
+            product = scratch[: X[rows].shape[0]]
+            np.matmul(X[rows], basis_t, out=product)
+            X[rows] = product
+        return X
 
     def _communicator(self) -> Communicator:
         if self._comm is None:
@@ -794,5 +887,6 @@ def load(path: str | os.PathLike) -> ADMMNetwork:
     model = read_model(path)
     net = ADMMNetwork(model["layers"], weights=model["weights"], config=model["config"])
     net.input_mean_ = model["input_mean"]
+    net.input_basis_ = model["input_basis"]
     net.n_iter_ = model["n_iter"]
     return net

@@ -1,7 +1,10 @@
-"""Input transforms applied per sample, the same in training and prediction.
+"""Input transforms, the same in training and prediction.
 
-Local: every sample is transformed on its own, so the result does not
-depend on how the samples are split over the ranks.
+Local. :func:`deskew`, :func:`power_normalize` and :func:`normalize_rows`
+transform every sample on its own, so the result does not depend on how the
+samples are split over the ranks; :func:`spectral_scaling` builds the matrix
+of ``spectral_power`` from the covariance that the network reduces over the
+ranks.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 
 from admm_core import shear_images
 
@@ -135,3 +139,61 @@ def deskew(X: np.ndarray) -> np.ndarray:
         block = np.ascontiguousarray(X[rows_], dtype=np.float64)
         out[rows_] = shear_images(block, offsets[rows_], np.empty_like(block))
     return out
+
+
+def power_normalize(X: np.ndarray, power: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``sign(x) |x|^power`` for every entry ``x`` of ``X`` (any shape), in its dtype.
+
+    The power normalisation of Perronnin, Sánchez and Mensink (2010, "Improving
+    the Fisher kernel for large-scale image classification"): with ``power <
+    1`` it compresses large values and spreads small ones. ``out`` may be
+    ``X`` itself. Works ``MOMENT_BLOCK`` rows at a time (a temporary of one
+    block).
+    """
+    out = np.empty_like(X) if out is None else out
+    for start in range(0, X.shape[0], MOMENT_BLOCK):
+        rows = slice(start, start + MOMENT_BLOCK)
+        magnitude = np.power(np.abs(X[rows]), X.dtype.type(power))
+        np.copysign(magnitude, X[rows], out=out[rows])
+    return out
+
+
+def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Every row of ``X`` ``(m, n)`` divided by its Euclidean norm, in its dtype.
+
+    The norm is summed in float64, row by row, so a row's result does not
+    depend on the other rows; an all-zero row stays zero. ``out`` may be
+    ``X`` itself. Works ``MOMENT_BLOCK`` rows at a time.
+    """
+    out = np.empty_like(X) if out is None else out
+    for start in range(0, X.shape[0], MOMENT_BLOCK):
+        rows = slice(start, start + MOMENT_BLOCK)
+        norms = np.sqrt(np.sum(np.square(X[rows], dtype=np.float64), axis=1))
+        norms[norms == 0.0] = 1.0
+        np.divide(X[rows], norms[:, None], out=out[rows], casting="same_kind")
+    return out
+
+
+def spectral_scaling(covariance: np.ndarray, power: float) -> np.ndarray:
+    """The symmetric ``(n, n)`` float64 matrix ``V diag((v / mean(v))^(power / 2)) V^T``.
+
+    ``covariance = V diag(v) V^T`` is the (symmetric, positive semi-definite)
+    covariance of centred inputs; eigenvalues within rounding of 0 (``n``
+    float64 epsilons of the largest) count as 0. Multiplying centred inputs by it scales their variance along
+    each principal direction from ``v`` to ``v (v / mean(v))^power``: with
+    ``power > 0`` the main directions gain against the weak ones, which a
+    ridge on the weights that read them then penalises the more. Raises
+    ``ValueError`` when every variance is 0 (inputs that never vary).
+    """
+    variances, directions = scipy.linalg.eigh(covariance)
+    # Eigenvalues within rounding of 0 are 0: a positive power of rounding
+    # noise would give the constant directions arbitrary scales.
+    noise = variances.size * np.finfo(np.float64).eps * max(variances.max(), 0.0)
+    variances = np.where(variances > noise, variances, 0.0)
+    mean = variances.mean()
+    if not mean > 0.0:
+        raise ValueError(
+            "spectral_power needs training inputs that vary: every centred input is 0"
+        )
+    scale = (variances / mean) ** (0.5 * power)
+    return np.ascontiguousarray((directions * scale) @ directions.T)

@@ -125,8 +125,9 @@ _HIDDEN_DOC = """hidden_layer_sizes : int or tuple of int, default (500, 500)
 _OWN_DOC = """fit_intercept : bool, default True
     Append a constant input feature 1, so that the first layer has biases
     (the network itself has none): its weights are the last column of
-    ``coefs_[0]``. ``center=True`` would subtract it again: use one or the
-    other.
+    ``coefs_[0]``. ``center=True`` would subtract it again (and
+    ``normalize_inputs`` or ``input_power`` transform it with the features):
+    use one or the other.
 max_iter : int, default 100
     ADMM iterations.
 refit : bool, default False
@@ -145,6 +146,8 @@ coefs_ : list of ndarray
     ``coefs_[0]`` has a last column, the first layer's biases.
 input_mean_ : ndarray or None
     The mean training input subtracted with ``center``.
+input_basis_ : ndarray or None
+    The matrix of ``spectral_power`` (:attr:`admm.ADMMNetwork.input_basis_`).
 n_iter_ : int
     ADMM iterations done.
 history_ : list of dict
@@ -270,6 +273,7 @@ class _ADMMBase(BaseEstimator):
         # What a model file holds: no ADMM state, no data, no communicator.
         self.coefs_ = [np.array(w) for w in net.weights]
         self.input_mean_ = net.input_mean_
+        self.input_basis_ = net.input_basis_
         self.n_iter_ = net.n_iter_
         self.history_ = list(net.history)
         self._fitted_config = net.config
@@ -285,6 +289,7 @@ class _ADMMBase(BaseEstimator):
         layers = (self.coefs_[0].shape[1], *(w.shape[0] for w in self.coefs_))
         net = ADMMNetwork(layers, weights=self.coefs_, config=self._fitted_config)
         net.input_mean_ = self.input_mean_
+        net.input_basis_ = self.input_basis_
         net.n_iter_ = self.n_iter_
         return net
 

@@ -6,8 +6,9 @@ Shared by :meth:`admm.ADMMNetwork.save` / :func:`admm.load` (model files) and
 A model file is an uncompressed ``.npz`` with ``format_version``, ``layers``,
 the options of :class:`admm.config.Config` that a model keeps (by their own
 names; :meth:`Config.to_model_arrays`), ``rho`` (the ridges used, ``rho_``),
-``n_iter``, ``input_mean`` (empty unless centred), the weights ``W1`` ..
-``WL`` and ``sha256``, a checksum of all the other arrays.
+``n_iter``, ``input_mean`` (empty unless centred), ``input_basis`` (only
+with ``spectral_power``), the weights ``W1`` .. ``WL`` and ``sha256``, a
+checksum of all the other arrays.
 """
 
 from __future__ import annotations
@@ -27,10 +28,21 @@ from .config import Config
 #: (names, dtypes, shapes and bytes); version 3 the continuation, multiplier,
 #: relative ridge and ``input_mean`` (a reader of version 2 would predict a
 #: centred model wrongly); version 4 ``deskew`` (a reader of version 3 would
-#: predict a deskewed model on raw images). Versions 1 to 3 are still read:
-#: an option a file lacks takes its ``legacy`` value of the table.
-MODEL_FORMAT_VERSION = 4
-MODEL_VERSIONS_READ = (1, 2, 3, 4)
+#: predict a deskewed model on raw images); version 5 ``input_power``,
+#: ``normalize_inputs``, ``spectral_power`` and ``input_basis``, written only
+#: by a model that uses one of them (a reader of version 4 would predict it
+#: on untransformed inputs; any other model is still a version 4 file, as an
+#: older admm wrote it). Versions 1 to 4 are still read: an option a file
+#: lacks takes its ``legacy`` value of the table.
+MODEL_FORMAT_VERSION = 5
+MODEL_VERSIONS_READ = (1, 2, 3, 4, 5)
+
+
+def model_format_version(config: Config) -> int:
+    """The format version of a model file of ``config``: 5 when it transforms
+    its inputs in a way version 4 cannot record, else 4."""
+    transformed = config.input_power != 1.0 or config.normalize_inputs or config.spectral_power
+    return MODEL_FORMAT_VERSION if transformed else 4
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -83,16 +95,19 @@ def write_model(
     rho: Sequence[float] | None,
     n_iter: int,
     input_mean: np.ndarray | None,
+    input_basis: np.ndarray | None = None,
 ) -> None:
     """Write a model file (atomically: a temporary name, then a rename)."""
     arrays: dict[str, Any] = {
-        "format_version": np.array(MODEL_FORMAT_VERSION),
+        "format_version": np.array(model_format_version(config)),
         "layers": np.array(tuple(layers), dtype=np.int64),
         **config.to_model_arrays(len(layers) - 1),
         "rho": np.array(tuple(rho) if rho is not None else (), dtype=np.float64),
         "n_iter": np.array(n_iter),
         "input_mean": np.array(input_mean if input_mean is not None else [], dtype=np.float64),
     }
+    if input_basis is not None:
+        arrays["input_basis"] = np.asarray(input_basis, dtype=np.float64)
     for i, w in enumerate(weights):
         arrays[f"W{i + 1}"] = w
     arrays["sha256"] = np.array(arrays_sha256(arrays))
@@ -102,7 +117,8 @@ def write_model(
 def read_model(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of a model file: ``layers`` (tuple), ``config``
     (:class:`Config`), ``weights`` (list), ``rho`` (tuple or None),
-    ``n_iter`` and ``input_mean`` (float64 ``(n_0,)`` or None).
+    ``n_iter``, ``input_mean`` (float64 ``(n_0,)`` or None) and
+    ``input_basis`` (float64 ``(n_0, n_0)`` or None).
 
     Raises ``ValueError`` naming the problem when the file is not an admm
     model (missing arrays, an unknown format version, a checksum that does
@@ -150,6 +166,16 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
                 f"expected {(layers[0],)}"
             )
     config = Config.from_model_arrays(data, rho=rho, center=mean is not None)
+    basis = None
+    if config.spectral_power:
+        n0 = layers[0]
+        shape = data["input_basis"].shape if "input_basis" in data else None
+        if shape != (n0, n0):
+            raise ValueError(
+                f"{name} is not an admm model: spectral_power needs an input_basis of shape "
+                f"{(n0, n0)}, got {shape}"
+            )
+        basis = np.asarray(data["input_basis"], dtype=np.float64)
     return {
         "layers": layers,
         "config": config,
@@ -157,4 +183,5 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
         "rho": rho,
         "n_iter": int(data.get("n_iter", 0)),
         "input_mean": mean,
+        "input_basis": basis,
     }

@@ -287,6 +287,8 @@ def predict_memory(
         ridge_decay=net.rho_final != 1.0,
         input_features=not net.config.refit_input_layer,
         readout=net.config.readout_iterations > 0,
+        transform=net.config.input_power != 1.0 or net.config.normalize_inputs,
+        spectral=net.config.spectral_power > 0,
     )
     return Memory(breakdown, comm.max_value(float(baseline))), samples
 
