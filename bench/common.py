@@ -22,7 +22,7 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -208,6 +208,39 @@ def global_accuracy(net: object, X: np.ndarray, y: np.ndarray, comm: object) -> 
         np.array([np.sum(net.predict(X) == y), y.size], dtype=np.float64)  # type: ignore[attr-defined]
     )
     return float(correct / total)
+
+
+def timed_steps(
+    net: object,
+    X: np.ndarray,
+    y: np.ndarray,
+    iterations: int,
+    comm: object,
+    after: Callable[[int], object] | None = None,
+) -> Iterator[tuple[int, float]]:
+    """``net.fit(X, y, iterations=0)``, then ``net.step()`` ``iterations``
+    times, each followed by ``after(iteration)`` when given (a refit): yields
+    ``(iteration, seconds)`` after each, the training seconds so far (the
+    slowest rank's, set-up included; whatever the caller does between
+    yields is not counted). Collective on ``comm`` (an mpi4py communicator)."""
+    from mpi4py import MPI
+
+    def timed(action: Callable[[], object]) -> float:
+        comm.Barrier()  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        action()
+        return comm.allreduce(time.perf_counter() - started, op=MPI.MAX)  # type: ignore[attr-defined]
+
+    seconds = timed(lambda: net.fit(X, y, iterations=0))  # type: ignore[attr-defined]
+    for it in range(1, iterations + 1):
+
+        def advance(it: int = it) -> None:
+            net.step()  # type: ignore[attr-defined]
+            if after is not None:
+                after(it)
+
+        seconds += timed(advance)
+        yield it, seconds
 
 
 def emit(line: str, out: Path | None) -> None:

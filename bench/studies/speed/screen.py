@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import admm
@@ -32,6 +31,7 @@ from bench.common import (
     global_accuracy,
     mnist_validation_split,
     parse_overrides,
+    timed_steps,
 )
 
 
@@ -69,20 +69,17 @@ def main(argv: list[str] | None = None) -> None:
     def accuracy() -> float:
         return global_accuracy(net, X_val, y_val, comm)
 
-    comm.Barrier()
-    started = time.perf_counter()
-    net.fit(X, y, iterations=0)
-    seconds = comm.allreduce(time.perf_counter() - started, op=MPI.MAX)
-    curve = []
-    for it in range(1, args.iterations + 1):
-        comm.Barrier()
-        started = time.perf_counter()
-        net.step()
-        refit = it in refit_at or (args.refit_end and it == args.iterations)
-        if refit:
+    refits = {it for it in range(1, args.iterations + 1)
+              if it in refit_at or (args.refit_end and it == args.iterations)}  # fmt: skip
+
+    def refit_if_due(it: int) -> None:
+        if it in refits:
             net.refit()
-        seconds += comm.allreduce(time.perf_counter() - started, op=MPI.MAX)
-        curve.append([it, round(seconds, 3), accuracy(), refit])
+
+    curve = [
+        [it, round(seconds, 3), accuracy(), it in refits]
+        for it, seconds in timed_steps(net, X, y, args.iterations, comm, refit_if_due)
+    ]
     if comm.rank == 0:
         line = json.dumps(
             {
