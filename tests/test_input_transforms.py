@@ -345,3 +345,22 @@ def test_memory_model_counts_the_copy_and_the_matrix(rng):
     assert parts["transient"] >= 6 * n0 * n0 * 8
     plain = memory_breakdown(LAYERS, m)
     assert plain["input"] == held["input"] and parts.keys() == plain.keys()
+
+
+@pytest.mark.mpi
+def test_program_resumes_with_the_saved_matrix(tmp_path):
+    # The checkpoint keeps input_basis: a resumed run continues bit for bit.
+    from test_cli import make_npz, train
+
+    data = make_npz(tmp_path / "d.npz")
+    common = (*FLAGS, "--deterministic", "--block-size", "8")
+    train(2, data, *common, "--iterations", "6", "--save", str(tmp_path / "full.npz"))
+    train(2, data, *common, "--iterations", "3", "--checkpoint", str(tmp_path / "part"))
+    proc = train(2, data, *common, "--iterations", "6", "--resume", str(tmp_path / "part"),
+                 "--save", str(tmp_path / "rest.npz"))  # fmt: skip
+    assert "at iteration 3" in proc.stdout
+    with np.load(tmp_path / "full.npz") as a, np.load(tmp_path / "rest.npz") as b:
+        keys = [k for k in a.files if k.startswith("W")] + ["input_mean", "input_basis"]
+        assert len(keys) >= 4
+        for key in keys:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -1,9 +1,9 @@
 """The estimator: :class:`ADMMNetwork`, a thin layer over :class:`admm.solver.Solver`.
 
 It checks the data, prepares the input block (conversion, deskewing, power
-normalisation, unit rows, centring, spectral scaling), builds the sample reducer and the solver, drives the iterations
-(:meth:`ADMMNetwork.fit`, :meth:`ADMMNetwork.step`), predicts, and reads and
-writes model files (:mod:`admm.storage`). Its options are those of the
+normalisation, unit rows, centring, spectral scaling), builds the sample
+reducer and the solver, drives the iterations (:meth:`ADMMNetwork.fit`,
+:meth:`ADMMNetwork.step`), predicts, and reads and writes model files (:mod:`admm.storage`). Its options are those of the
 parameter table, :class:`admm.config.Config`.
 """
 
@@ -522,8 +522,8 @@ class ADMMNetwork:
 
         Keys: ``weights`` (list), ``a`` (hidden activations, list), ``z``
         (list, one per weight layer), ``lam``, ``n_iter``, ``rho``,
-        ``elapsed``, ``history``, ``input_mean`` and ``input_basis``. Arrays are the live
-        buffers: copy them before training on.
+        ``elapsed``, ``history``, ``input_mean`` and ``input_basis``. Arrays
+        are the live buffers: copy them before training on.
         """
         if self._solver is None:
             raise RuntimeError("the network has no state yet: call fit first")
@@ -801,7 +801,9 @@ class ADMMNetwork:
         """The weights of ``subset_iterations`` iterations on every
         ``subset_stride``-th local row (the global multiples of the stride
         when ranks start at such multiples, as whole blocks of
-        ``deterministic`` do), from the starting weights. Collective."""
+        ``deterministic`` do), from the starting weights; the subset's own
+        input mean and ``spectral_power`` matrix prepare its inputs (a start
+        only: the full run computes its own). Collective."""
         stride = self.config.subset_stride
         config = self.config.replace(
             subset_iterations=0, block_size=max(1, self.config.block_size // stride)
