@@ -524,10 +524,13 @@ def test_digits_preset_names_what_it_cannot_deskew(tmp_path):
     assert "a pixel is -0.25" in proc.stderr
 
 
-def test_best_is_digits_without_the_deskewing():
-    # Issue 16: best is for any data; the digit-specific step has its preset.
+def test_best_is_digits_with_generic_transforms_instead_of_the_deskewing():
+    # Issue 16: best is for any data; the digit-specific step has its preset,
+    # and best transforms its inputs in ways that suit any data instead.
     digits, best = admm.PRESETS["digits"], admm.PRESETS["best"]
-    assert digits == {**best, "deskew": True} and "deskew" not in best
+    transforms = {"input_power": 0.5, "normalize_inputs": True, "spectral_power": 0.5}
+    without_deskew = {k: v for k, v in digits.items() if k != "deskew"}
+    assert digits["deskew"] and best == {**without_deskew, **transforms}
     assert parse_args(["--preset", "best"]).deskew is False
     assert admm.PRESET_ITERATIONS["best"] == admm.PRESET_ITERATIONS["digits"] == 100
     assert admm.PRESET_REFIT["best"] and admm.PRESET_REFIT["digits"]
