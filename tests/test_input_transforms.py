@@ -364,3 +364,16 @@ def test_program_resumes_with_the_saved_matrix(tmp_path):
         assert len(keys) >= 4
         for key in keys:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_overflowing_powers_are_named(rng):
+    X, y = data(rng)
+    X[5, 3] = 1e4
+    with pytest.raises(ValueError, match="input_power 10 overflows an input value of X"):
+        ADMMNetwork(LAYERS, dtype="float32", input_power=10.0).fit(X, y, iterations=1)
+    covariance = np.diag([1.0, 1e-300, 2.0])
+    with pytest.raises(ValueError, match="spectral_power 10000 overflows"):
+        spectral_scaling(covariance, 1e4)
+    # Integers are powered and normalised as floats.
+    np.testing.assert_array_equal(power_normalize(np.array([[4, -9]]), 0.5), [[2.0, -3.0]])
+    np.testing.assert_array_equal(normalize_rows(np.array([[3, 4], [0, 0]])), [[0.6, 0.8], [0, 0]])

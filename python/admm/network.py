@@ -703,6 +703,18 @@ class ADMMNetwork:
         multiplied by the ``spectral_power`` matrix, each when on. A resumed
         run keeps the mean and matrix its state was built with. Collective."""
         X, owned = self._per_sample(np.ascontiguousarray(X, dtype=self.dtype))
+        if self.config.input_power != 1.0:
+            # Finite inputs may overflow under a large power: name it on every rank.
+            finite = all(
+                np.isfinite(X[i : i + PREDICT_BLOCK]).all()
+                for i in range(0, X.shape[0], PREDICT_BLOCK)
+            )
+            comm.raise_if_any(
+                None
+                if finite
+                else f"input_power {self.config.input_power:g} overflows an input value of "
+                f"X to inf in {self.dtype}: use a smaller power or scale the inputs"
+            )
         if self.config.center:
             keep = resuming and self.input_mean_ is not None
             mean = self.input_mean_ if keep else self._input_mean(X, reducer)

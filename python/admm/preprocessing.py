@@ -141,8 +141,15 @@ def deskew(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _floating(X: np.ndarray) -> np.ndarray:
+    """``X`` as an array of floats (integers and booleans converted to float64)."""
+    X = np.asarray(X)
+    return X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
+
+
 def power_normalize(X: np.ndarray, power: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``sign(x) |x|^power`` for every entry ``x`` of ``X`` (any shape), in its dtype.
+    """``sign(x) |x|^power`` for every entry ``x`` of ``X`` (rows first), in its
+    float dtype (integers become float64).
 
     The power normalisation of Perronnin, Sánchez and Mensink (2010, "Improving
     the Fisher kernel for large-scale image classification"): with ``power <
@@ -150,21 +157,25 @@ def power_normalize(X: np.ndarray, power: float, out: np.ndarray | None = None) 
     ``X`` itself. Works ``MOMENT_BLOCK`` rows at a time (a temporary of one
     block).
     """
+    X = _floating(X)
     out = np.empty_like(X) if out is None else out
     for start in range(0, X.shape[0], MOMENT_BLOCK):
         rows = slice(start, start + MOMENT_BLOCK)
-        magnitude = np.power(np.abs(X[rows]), X.dtype.type(power))
+        with np.errstate(over="ignore"):  # the network names an overflow
+            magnitude = np.power(np.abs(X[rows]), X.dtype.type(power))
         np.copysign(magnitude, X[rows], out=out[rows])
     return out
 
 
 def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Every row of ``X`` ``(m, n)`` divided by its Euclidean norm, in its dtype.
+    """Every row of ``X`` ``(m, n)`` divided by its Euclidean norm, in its float
+    dtype (integers become float64).
 
     The norm is summed in float64, row by row, so a row's result does not
     depend on the other rows; an all-zero row stays zero. ``out`` may be
     ``X`` itself. Works ``MOMENT_BLOCK`` rows at a time.
     """
+    X = _floating(X)
     out = np.empty_like(X) if out is None else out
     for start in range(0, X.shape[0], MOMENT_BLOCK):
         rows = slice(start, start + MOMENT_BLOCK)
@@ -179,11 +190,13 @@ def spectral_scaling(covariance: np.ndarray, power: float) -> np.ndarray:
 
     ``covariance = V diag(v) V^T`` is the (symmetric, positive semi-definite)
     covariance of centred inputs; eigenvalues within rounding of 0 (``n``
-    float64 epsilons of the largest) count as 0. Multiplying centred inputs by it scales their variance along
-    each principal direction from ``v`` to ``v (v / mean(v))^power``: with
-    ``power > 0`` the main directions gain against the weak ones, which a
-    ridge on the weights that read them then penalises the more. Raises
-    ``ValueError`` when every variance is 0 (inputs that never vary).
+    float64 epsilons of the largest) count as 0. Multiplying centred inputs
+    by it scales their variance along each principal direction from ``v`` to
+    ``v (v / mean(v))^power``: with ``power > 0`` the main directions gain
+    against the weak ones, so that a ridge on the weights that read the
+    inputs shrinks those on the main directions less and those on the weak
+    ones more. Raises ``ValueError`` when every variance is 0
+    (inputs that never vary) or the scales overflow (a huge ``power``).
     """
     variances, directions = scipy.linalg.eigh(covariance)
     # Eigenvalues within rounding of 0 are 0: a positive power of rounding
@@ -195,5 +208,11 @@ def spectral_scaling(covariance: np.ndarray, power: float) -> np.ndarray:
         raise ValueError(
             "spectral_power needs training inputs that vary: every centred input is 0"
         )
-    scale = (variances / mean) ** (0.5 * power)
+    with np.errstate(over="ignore"):
+        scale = (variances / mean) ** (0.5 * power)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError(
+            f"spectral_power {power:g} overflows: the largest scale, (variance / mean "
+            "variance)^(power / 2), is not a float64; use a smaller power"
+        )
     return np.ascontiguousarray((directions * scale) @ directions.T)
