@@ -455,11 +455,7 @@ class ADMMNetwork:
         step = self.config.block_size if self.config.deterministic else PREDICT_BLOCK
         ranges = [(base, min(base + step, m)) for base in range(0, m, step)]
         for rows in split_rows(ranges, PREDICT_BLOCK):
-            block, owned = self._per_sample(np.ascontiguousarray(X[rows], dtype=self.dtype))
-            if self.input_mean_ is not None:
-                block = self._centred(block, self.input_mean_, in_place=owned)
-            if self.input_basis_ is not None:
-                block = self._spectral(block, self.input_basis_)
+            block = self._prepared(X[rows], self.input_mean_, self.input_basis_)
             hidden = forward_features(block, weights[:-1], self._activation)
             if outputs:
                 matmul(hidden, weights[-1], out[rows], transpose_b=True)
@@ -548,7 +544,6 @@ class ADMMNetwork:
         (or :meth:`step`) to continue the same trajectory.
         """
         X = self._check_input(X, "X")
-        X, owned = self._per_sample(np.ascontiguousarray(X, dtype=self.dtype))
         mean = state.get("input_mean")
         if self.config.center:
             if mean is None or np.shape(mean) != (self.layers[0],):
@@ -557,7 +552,6 @@ class ADMMNetwork:
                     f"{(self.layers[0],)}, got {None if mean is None else np.shape(mean)}"
                 )
             mean = np.asarray(mean, dtype=np.float64)
-            X = self._centred(X, mean, in_place=owned)
         elif mean is not None:
             raise ValueError("the state was centred (input_mean), this network has center=False")
         basis = state.get("input_basis")
@@ -569,12 +563,11 @@ class ADMMNetwork:
                     f"{(n0, n0)}, got {None if basis is None else np.shape(basis)}"
                 )
             basis = np.asarray(basis, dtype=np.float64)
-            X = self._spectral(X, basis)
         elif basis is not None:
             raise ValueError(
                 "the state has an input_basis (spectral_power), this network has spectral_power 0"
             )
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = np.ascontiguousarray(self._prepared(X, mean, basis), dtype=self.dtype)
         m = X.shape[0]
         L = len(self.layers) - 1
         weights = self._check_weights(state["weights"])
@@ -727,6 +720,20 @@ class ADMMNetwork:
             assert basis is not None
             X = self._spectral(X, basis)  # in place: the centred copy is ours
             self.input_basis_ = basis
+        return X
+
+    def _prepared(
+        self, X: np.ndarray, mean: np.ndarray | None, basis: np.ndarray | None
+    ) -> np.ndarray:
+        """``X`` in the network's dtype through the per-sample steps, centred on
+        ``mean`` and multiplied by ``basis``, each when given (``basis`` only
+        with ``mean``, as ``spectral_power`` needs ``center``): the inputs as
+        the first layer sees them, from statistics already known. Local."""
+        X, owned = self._per_sample(np.ascontiguousarray(X, dtype=self.dtype))
+        if mean is not None:
+            X = self._centred(X, mean, in_place=owned)
+        if basis is not None:
+            X = self._spectral(X, basis)  # in place: the centred copy is ours
         return X
 
     def _per_sample(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
